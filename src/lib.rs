@@ -1,0 +1,4 @@
+//! sendguard: a send-guard for outbound email.
+#![deny(missing_docs)]
+
+pub mod model;
