@@ -1,4 +1,28 @@
 //! sendguard: a send-guard for outbound email.
+//!
+//! It sits in front of the sending infrastructure (an MTA over SMTP, or an email service's HTTP
+//! send API), inspects every message on its way out and stops the mistakes email marketers dread:
+//! a campaign that must be halted now, mail to suppressed addresses, unrendered merge tags, and a
+//! resumed send that restarts at full speed.
+//!
+//! # Layout
+//! - [`model`]: `Envelope`, `Message`, `Verdict`, `Finding`, `Refusal`, `Scope` — plain data.
+//! - [`policy`]: the policy engine (placeholder detection, suppression, kill switch); no I/O.
+//! - [`guard`]: [`Guard`], the engine with its live state — what front-ends and embedders use.
+//! - [`state`]: durable control state in SQLite.
+//! - [`ratelimit`]: ramped resume.
+//! - [`metrics`]: Prometheus metrics.
+
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod config;
+pub mod guard;
+pub mod metrics;
 pub mod model;
+pub mod policy;
+pub mod ratelimit;
+pub mod state;
+
+pub use guard::{Guard, GuardConfig, GuardError};
+pub use model::{Envelope, Finding, Message, Refusal, Scope, Verdict};

@@ -1,0 +1,37 @@
+//! The `sendguard` command line: one module per subcommand, each a thin layer over the library.
+
+pub mod check;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// sendguard: a send-guard for outbound email.
+#[derive(Debug, Parser)]
+#[command(name = "sendguard", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: SMTP proxy, HTTP proxy and admin API.
+    Serve(serve::ServeArgs),
+    /// Lint .eml files offline against the policies (exit 0 pass, 1 blocked, 2 error).
+    Check(check::CheckArgs),
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => serve::main(args),
+        Command::Check(args) => check::main(args),
+    }
+}
+
+/// Prints a one-line error on stderr in the form every command uses.
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("sendguard: {e:#}");
+}
