@@ -301,6 +301,28 @@ impl Guard {
             p.identify(env, msg);
             p.evaluate(env, msg, ctx)
         });
+        self.after_check(env, &verdict, started);
+        verdict
+    }
+
+    /// Judges content that arrived decoded (an HTTP send API's JSON fields): the same checks as
+    /// [`Guard::check_message`], without MIME. Campaign and tenant are completed from
+    /// `content.headers` where the front-end did not set them.
+    pub fn check_content(
+        &self,
+        env: &mut Envelope,
+        content: &crate::model::Content<'_>,
+    ) -> Verdict {
+        let started = Instant::now();
+        let verdict = self.with_context(|p, ctx| {
+            p.identify_headers(env, &content.headers);
+            p.evaluate_content(env, content, ctx)
+        });
+        self.after_check(env, &verdict, started);
+        verdict
+    }
+
+    fn after_check(&self, env: &Envelope, verdict: &Verdict, started: Instant) {
         self.inner.checked.fetch_add(1, Ordering::Relaxed);
         if !verdict.is_pass() {
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
@@ -313,7 +335,6 @@ impl Guard {
                 self.count_leak(campaign, token);
             }
         }
-        verdict
     }
 
     /// The last gate before a message is relayed: pauses (re-read, so a pause that became

@@ -183,3 +183,20 @@ mod tests {
         assert_eq!(m.header("body"), None);
     }
 }
+
+/// The visible parts of a message that arrives already decoded, as an email service's HTTP send
+/// API carries them (subject, sender name, text and HTML bodies), so they can be checked without
+/// building and re-parsing MIME.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content<'a> {
+    /// The subject as the recipient will see it.
+    pub subject: Option<&'a str>,
+    /// Display names of From / Reply-To.
+    pub names: Vec<&'a str>,
+    /// text/plain bodies.
+    pub text: Vec<&'a str>,
+    /// text/html bodies.
+    pub html: Vec<&'a str>,
+    /// Header values that identify the message (for campaign and tenant lookup), name and value.
+    pub headers: Vec<(&'a str, &'a str)>,
+}

@@ -11,7 +11,7 @@ mod verdict;
 
 pub use address::{domain_of, normalize_address, strip_plus_tag};
 pub use envelope::Envelope;
-pub use message::Message;
+pub use message::{Content, Message};
 pub use scope::{Scope, ScopeParseError};
 pub use verdict::{
     Action, Disposition, Finding, Location, RecipientVerdict, Refusal, Severity, Verdict,

@@ -274,12 +274,71 @@ impl PolicySet {
         self.pause_for(env, Some(recipient), ctx)
     }
 
+    /// Judges content that arrived decoded (HTTP send APIs) exactly as [`PolicySet::evaluate`]
+    /// judges a MIME message: pauses, suppression of every recipient, placeholder leaks in the
+    /// subject, names, text and HTML.
+    pub fn evaluate_content(
+        &self,
+        env: &Envelope,
+        content: &crate::model::Content<'_>,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let mut findings = Vec::new();
+        if let Some(s) = content.subject {
+            findings.extend(self.detector.scan_text(s, crate::model::Location::Subject));
+        }
+        for n in &content.names {
+            findings.extend(self.detector.scan_text(n, crate::model::Location::FromName));
+        }
+        for t in &content.text {
+            findings.extend(self.detector.scan_text(t, crate::model::Location::Text));
+        }
+        for h in &content.html {
+            findings.extend(self.detector.scan_html(h));
+        }
+        self.judge(env, findings, ctx)
+    }
+
+    /// Completes campaign and tenant from decoded header pairs (HTTP send APIs).
+    pub fn identify_headers(&self, env: &mut Envelope, headers: &[(&str, &str)]) {
+        let find = |names: &[String]| {
+            names.iter().find_map(|h| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(h))
+                    .map(|(n, v)| {
+                        if n.eq_ignore_ascii_case("Feedback-ID") {
+                            v.split(':').next().unwrap_or("").trim().to_string()
+                        } else {
+                            v.trim().to_string()
+                        }
+                    })
+                    .filter(|v| !v.is_empty())
+            })
+        };
+        if env.campaign.is_none() {
+            env.campaign = find(&self.file.identity.campaign_headers);
+        }
+        if env.tenant.is_none() {
+            env.tenant = find(&self.file.identity.tenant_headers).or_else(|| env.auth_user.clone());
+        }
+    }
+
     /// Judges a whole message: pauses, suppression of each recipient, placeholder leaks.
     ///
     /// The most severe refusal decides the message (a permanent leak rejection wins over a
     /// temporary pause, so the sender learns of the broken template at once). When every
     /// recipient is refused the message is refused with the first recipient's reason.
     pub fn evaluate(&self, env: &Envelope, msg: &Message, ctx: &Context<'_>) -> Verdict {
+        self.judge(env, self.detector.scan(msg), ctx)
+    }
+
+    fn judge(
+        &self,
+        env: &Envelope,
+        findings: Vec<crate::model::Finding>,
+        ctx: &Context<'_>,
+    ) -> Verdict {
         let mut verdict = Verdict::pass();
         if let Some(r) = self.pause_for(env, None, ctx) {
             verdict.refuse(r);
@@ -294,7 +353,7 @@ impl PolicySet {
                 refusal,
             });
         }
-        verdict.findings = self.detector.scan(msg);
+        verdict.findings = findings;
         // The most severe blocking finding decides; high severity before low at equal action.
         if let Some(f) = verdict
             .findings
