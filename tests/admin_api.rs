@@ -513,3 +513,62 @@ fn refuses_a_public_address_without_a_token() {
     assert!(err.contains("without a token"), "{err}");
     assert!(err.contains("SENDGUARD_ADMIN_TOKEN"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_file_names_the_actor_and_shutdown_is_clean() {
+    let tokens = tempfile::tempdir().unwrap();
+    let file = tokens.path().join("tokens");
+    std::fs::write(&file, "# name token\ncarol c-secret\n").unwrap();
+    let (mut d, port) = start_daemon(&format!("token_file = {file:?}"));
+    let api = Api::new(port);
+    let p = api
+        .send(
+            Method::PUT,
+            "/v1/pauses/domain/gmail.com",
+            Some("c-secret"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text());
+    assert_eq!(p.json()["actor"], "carol");
+    assert_eq!(p.json()["id"], "gmail.com");
+    // The environment's token still works, under its own name.
+    let r = api
+        .call(Method::DELETE, "/v1/pauses/domain/gmail.com", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let audit = api.get("/v1/audit?limit=1").await.json();
+    assert_eq!(audit["entries"][0]["actor"], "admin");
+    // SIGTERM with a keep-alive connection open: the daemon still exits cleanly.
+    assert_eq!(d.terminate(Duration::from_secs(15)), Some(0), "{}", d.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_without_a_token_is_open_and_warned_about() {
+    let port = common::free_port();
+    // An empty token is no token (and overrides one the test environment might have).
+    let d = common::Daemon::start_with_env(
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+        &[port],
+        &[("SENDGUARD_ADMIN_TOKEN", "")],
+    );
+    let api = Api::new(port);
+    let s = api.send(Method::GET, "/v1/status", None, &[], None).await;
+    assert_eq!(s.status, StatusCode::OK, "{}", s.text());
+    let p = api
+        .send(
+            Method::PUT,
+            "/v1/pauses/campaign/c",
+            None,
+            &[("x-sendguard-actor", "dave")],
+            None,
+        )
+        .await;
+    assert_eq!(p.json()["actor"], "dave via admin");
+    assert!(
+        d.log().contains("the admin API has no token"),
+        "{}",
+        d.log()
+    );
+}
