@@ -79,6 +79,27 @@ async fn every_endpoint_needs_the_token_but_healthz() {
             d.log()
         );
     }
+    // The scheme is case-insensitive; an empty token is wrong.
+    let lower = api
+        .send(
+            Method::GET,
+            "/v1/status",
+            None,
+            &[("authorization", "bearer t")],
+            None,
+        )
+        .await;
+    assert_eq!(lower.status, StatusCode::OK);
+    let empty = api
+        .send(
+            Method::GET,
+            "/v1/status",
+            None,
+            &[("authorization", "Bearer ")],
+            None,
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::UNAUTHORIZED);
     let h = api.send(Method::GET, "/healthz", None, &[], None).await;
     assert_eq!(h.status, StatusCode::OK);
     assert_eq!(h.json()["status"], "ok");

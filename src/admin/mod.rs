@@ -498,10 +498,12 @@ fn authorize(state: &State, headers: &hyper::HeaderMap) -> Result<String, ApiErr
     let token_name = if state.tokens.is_empty() {
         "admin"
     } else {
+        // The scheme is case-insensitive (RFC 9110).
         let presented = headers
             .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii);
+            .and_then(|v| v.as_bytes().split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, token)| token.trim_ascii());
         match presented {
             None => {
                 return Err(ApiError::unauthorized(
