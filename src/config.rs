@@ -15,6 +15,9 @@ pub struct ServeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
 }
 
 /// `[guard]`: where policies and state live.

@@ -12,9 +12,13 @@
 //! - [`state`]: durable control state in SQLite.
 //! - [`ratelimit`]: ramped resume.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the admin API (pause, resume, status, suppressions, reload, metrics).
+//! - [`alerts`]: the alert webhook told about every pause, resume and expiry.
 
 #![deny(missing_docs)]
 
+pub mod admin;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod guard;

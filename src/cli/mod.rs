@@ -1,6 +1,7 @@
 //! The `sendguard` command line: one module per subcommand, each a thin layer over the library.
 
 pub mod check;
+pub mod ops;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,14 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Lint .eml files offline against the policies (exit 0 pass, 1 blocked, 2 error).
     Check(check::CheckArgs),
+    /// Pause sending for a scope through the admin API (durable before it answers).
+    Pause(ops::PauseArgs),
+    /// Resume a paused scope, optionally on a ramp (e.g. --ramp 10/s..500/s/30m).
+    Resume(ops::ResumeArgs),
+    /// Show policies, pauses, ramps and counters of the running daemon.
+    Status(ops::StatusArgs),
+    /// Add, remove, check or bulk-import suppressions.
+    Suppress(ops::SuppressArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -28,6 +37,10 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Check(args) => check::main(args),
+        Command::Pause(args) => ops::pause(args),
+        Command::Resume(args) => ops::resume(args),
+        Command::Status(args) => ops::status(args),
+        Command::Suppress(args) => ops::suppress(args),
     }
 }
 

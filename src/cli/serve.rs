@@ -83,6 +83,9 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(p) = &args.state_dir {
         config.guard.state_dir = p.clone();
     }
+    if let Some(a) = &args.admin_listen {
+        config.admin.listen = a.clone();
+    }
     Ok(config)
 }
 
@@ -159,6 +162,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     // Front-ends are started here, each on its own listener.
+
+    // Admin API and alert webhook.
+    {
+        if config.admin.enabled {
+            let tokens = crate::admin::Tokens::load(
+                &config.admin,
+                std::env::var(crate::admin::TOKEN_ENV).ok(),
+            )?;
+            let server = crate::admin::AdminServer::bind(&config.admin, tokens, guard.clone())
+                .await
+                .context("the admin API cannot start (the kill switch would be unreachable)")?;
+            tracing::info!(addr = %server.local_addr()?, "admin API listening");
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                server.run(shutdown).await;
+                Ok(())
+            });
+        }
+        let alerts = crate::alerts::AlertSender::new(guard.clone())
+            .context("cannot set up the alert webhook client")?;
+        tasks.spawn(alerts.run(shutdown.clone()));
+    }
 
     wait_for_signals(&guard, &shutdown).await;
     tracing::info!("shutting down: draining sessions in progress");
