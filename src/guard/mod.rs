@@ -761,7 +761,10 @@ impl Guard {
                 }
             }
         })
-        .map_err(|e| io("cannot read import for", e))?;
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp_path);
+            io("cannot read import for", e)
+        })?;
         if let Some(e) = write_err {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(io("cannot write", e));

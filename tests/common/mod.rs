@@ -100,12 +100,17 @@ impl Daemon {
 
     fn spawn(&mut self) {
         let root = self.dir.path();
-        let text = format!(
+        let mut text = format!(
             "[guard]\npolicies = {:?}\nstate_dir = {:?}\n\n{}\n",
             root.join("policies"),
             root.join("state"),
             self.config
         );
+        // Front-ends a test does not configure must not bind their fixed default ports, which
+        // tests running in parallel would fight over.
+        if !self.config.contains("[admin]") {
+            text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+        }
         let cfg = root.join("config.toml");
         std::fs::write(&cfg, text).expect("write config");
         let log = std::fs::OpenOptions::new()
