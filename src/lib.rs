@@ -2,3 +2,6 @@
 #![deny(missing_docs)]
 
 pub mod model;
+pub mod policy;
+pub mod ratelimit;
+pub mod state;

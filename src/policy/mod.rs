@@ -1,0 +1,3 @@
+//! The policy engine: synchronous decisions over the common model, no I/O.
+
+pub mod kill_switch;
