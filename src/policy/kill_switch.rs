@@ -126,6 +126,18 @@ fn norm_domain(d: &str) -> Cow<'_, str> {
     lower(d)
 }
 
+/// The comparison form of a scope's id: what two scopes that pause the same traffic share.
+///
+/// Campaign and tenant ids as written (they compare exactly); sender addresses lower-cased;
+/// sender domains as `@domain` and recipient domains as `domain`, lower-cased, without a trailing
+/// dot; the empty string for global. A store keys pauses by `(kind, key)`.
+pub fn scope_key(scope: &Scope) -> String {
+    match key_of(scope) {
+        (Kind::SenderDomain, key) => format!("@{key}"),
+        (_, key) => key,
+    }
+}
+
 /// The key of a scope inside its kind's map.
 fn key_of(scope: &Scope) -> (Kind, String) {
     match scope {
