@@ -1,10 +1,15 @@
 //! Durable control state: pauses, ramps in progress, run-time suppression edits and their audit
 //! trail, in one SQLite database (`state.db`) in the state directory.
 //!
-//! Other modules keep their own tables in the same database through [`Store::with_conn`].
+//! [`Store`] is the database; [`ControlState`] wires it to the in-memory snapshots the guard
+//! reads for every message (the [`PauseSet`](crate::policy::kill_switch::PauseSet) and the
+//! [`Ramps`](crate::ratelimit::Ramps)): durable first, then in force. Other modules keep their own
+//! tables in the same database through [`Store::with_conn`].
 
+mod control;
 mod store;
 
+pub use control::ControlState;
 pub use store::{AuditEntry, Store, DB_FILE};
 
 use std::path::PathBuf;

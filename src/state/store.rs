@@ -348,6 +348,42 @@ impl Store {
         self.checked(taken)
     }
 
+    /// Resumes `scope` in one transaction: removes its pause and, with `ramp`, stores the ramp
+    /// that starts now, so a crash never leaves the scope resumed without its ramp. The audit
+    /// line's detail is `ramp FROM..TO/OVER` or `full speed`. `None` (nothing written) when the
+    /// scope was not paused.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn resume(
+        &self,
+        scope: &Scope,
+        actor: &str,
+        ramp: Option<(&RampSpec, SystemTime)>,
+    ) -> Result<Option<Pause>, StateError> {
+        let taken = self.write(|tx| {
+            let taken = Store::take_pause(tx, scope, None)?;
+            if let Some((pause, _)) = &taken {
+                let detail = match ramp {
+                    Some((spec, started_at)) => {
+                        put_ramp_row(tx, scope, spec, started_at)?;
+                        format!("ramp {spec}")
+                    }
+                    None => {
+                        tx.execute(
+                            "DELETE FROM ramps WHERE scope_kind = ?1 AND scope_key = ?2",
+                            params![scope.kind(), scope_key(scope)],
+                        )?;
+                        "full speed".to_string()
+                    }
+                };
+                audit_row(tx, "resume", Some(scope), actor, &pause.reason, &detail)?;
+            }
+            Ok(taken)
+        })?;
+        self.checked(taken)
+    }
+
     /// Removes the pause of `scope` because it expired, recording action `expire` by actor
     /// `sendguard`.
     ///
@@ -475,20 +511,7 @@ impl Store {
         spec: &RampSpec,
         started_at: SystemTime,
     ) -> Result<(), StateError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO ramps (scope_kind, scope_key, scope_id, spec, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    scope.kind(),
-                    scope_key(scope),
-                    scope.id().unwrap_or(""),
-                    spec.to_string(),
-                    to_ns(started_at),
-                ],
-            )
-            .map(drop)
-        })
+        self.write(|tx| put_ramp_row(tx, scope, spec, started_at))
     }
 
     /// Forgets the ramp of `scope` (ended or stopped).
@@ -667,6 +690,26 @@ fn pause_row(r: &rusqlite::Row) -> rusqlite::Result<(Pause, Option<String>)> {
         },
         bad,
     ))
+}
+
+fn put_ramp_row(
+    tx: &rusqlite::Transaction,
+    scope: &Scope,
+    spec: &RampSpec,
+    started_at: SystemTime,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO ramps (scope_kind, scope_key, scope_id, spec, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            scope.kind(),
+            scope_key(scope),
+            scope.id().unwrap_or(""),
+            spec.to_string(),
+            to_ns(started_at),
+        ],
+    )
+    .map(drop)
 }
 
 fn audit_row(
