@@ -332,7 +332,9 @@ impl Ramps {
 
     /// Starts (or restarts, replacing the one there) the ramp of `scope`, scheduled from
     /// `started_at` — pass the stored start time after a restart, so the ramp continues where it
-    /// was. `per_domain` gives each recipient domain in the scope its own limiter.
+    /// was. `per_domain` gives each recipient domain in the scope its own limiter (a message whose
+    /// recipient domains are not known uses one shared limiter; a `Domain` ramp has one domain
+    /// and so one limiter either way).
     pub fn start(&self, scope: Scope, spec: RampSpec, started_at: SystemTime, per_domain: bool) {
         let ramp = Arc::new(Ramp::new(scope, spec, started_at, per_domain));
         self.update(|list| {

@@ -86,15 +86,17 @@ impl ControlState {
     /// the scope is stopped (the next resume starts its own).
     ///
     /// # Errors
-    /// The store cannot be written; then nothing changed.
+    /// The store cannot be written; then nothing changed (or, when only forgetting the stopped
+    /// ramp failed, the pause is in force and the ramp's row stays until the next resume).
     pub fn pause(&self, pause: Pause) -> Result<(), StateError> {
         let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
         self.store.put_pause(&pause)?;
-        if self.ramps.stop(&pause.scope) {
-            self.store.remove_ramp(&pause.scope)?;
-        }
+        let scope = pause.scope.clone();
         let next = self.pauses.load().with(pause);
         self.pauses.store(Arc::new(next));
+        if self.ramps.stop(&scope) {
+            self.store.remove_ramp(&scope)?;
+        }
         Ok(())
     }
 
@@ -141,9 +143,9 @@ impl ControlState {
             let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
             for p in candidates {
                 let scope = p.scope.clone();
-                // The store checks the expiry against its own clock; a pause replaced meanwhile
-                // is left alone.
-                if let Some(gone) = self.store.expire_pause(&scope)? {
+                // The store checks the expiry of the pause it holds: one replaced meanwhile is
+                // left alone.
+                if let Some(gone) = self.store.expire_pause_at(&scope, now)? {
                     if let Some(spec) = policy.ramp_for(None) {
                         self.store.put_ramp(&scope, &spec, now)?;
                         self.ramps
@@ -168,6 +170,15 @@ impl ControlState {
         Ok(expired)
     }
 }
+
+// Shared by every front-end and the admin API.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<ControlState>();
+    shareable::<Store>();
+    shareable::<Ramps>();
+    shareable::<PauseSet>();
+};
 
 #[cfg(test)]
 mod tests {
@@ -237,12 +248,15 @@ mod tests {
             ControlState::load(Store::open_in_memory().unwrap(), &RampPolicy::default()).unwrap();
         let now = SystemTime::now();
         let mut p = Pause::new(Scope::Campaign("spring".into()), "ttl", "ops", now);
-        p.expires_at = Some(now - Duration::from_secs(1));
+        p.expires_at = Some(now + Duration::from_secs(60));
         control.pause(p).unwrap();
         let policy = RampPolicy {
             default: "1/s..2/s/1m".parse().ok(),
             per_domain: false,
         };
+        assert!(control.sweep(&policy, now).unwrap().is_empty());
+        assert_eq!(control.pauses().len(), 1);
+        let now = now + Duration::from_secs(60);
         let expired = control.sweep(&policy, now).unwrap();
         assert_eq!(expired.len(), 1);
         assert!(control.pauses().is_empty());

@@ -393,7 +393,19 @@ impl Store {
     /// # Errors
     /// The database cannot be written.
     pub fn expire_pause(&self, scope: &Scope) -> Result<Option<Pause>, StateError> {
-        let now = to_ns(SystemTime::now());
+        self.expire_pause_at(scope, SystemTime::now())
+    }
+
+    /// [`expire_pause`](Store::expire_pause) judged at `now` instead of the system clock.
+    ///
+    /// # Errors
+    /// The database cannot be written.
+    pub fn expire_pause_at(
+        &self,
+        scope: &Scope,
+        now: SystemTime,
+    ) -> Result<Option<Pause>, StateError> {
+        let now = to_ns(now);
         let taken = self.write(|tx| {
             let taken = Store::take_pause(tx, scope, Some(now))?;
             if let Some((pause, _)) = &taken {
