@@ -20,7 +20,7 @@
 //! providers and sending domains are judged per exact domain, and an operator who wants several
 //! pauses them one by one, which keeps a pause from reaching further than its author meant.
 
-use crate::model::{domain_of, Scope};
+use crate::model::{domain_of, Envelope, Scope};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -65,6 +65,12 @@ impl Pause {
         }
     }
 
+    /// The same pause, ending `ttl` after it was made (an admin call's `"ttl": "2h"`).
+    pub fn expiring_after(mut self, ttl: std::time::Duration) -> Pause {
+        self.expires_at = self.created_at.checked_add(ttl);
+        self
+    }
+
     /// Whether the pause has expired at `now` (a pause without expiry never does).
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at.is_some_and(|e| now >= e)
@@ -89,7 +95,25 @@ pub struct PauseQuery<'a> {
     pub recipient_domain: Option<&'a str>,
 }
 
-impl PauseQuery<'_> {
+impl<'a> PauseQuery<'a> {
+    /// The query for a whole message: its campaign, tenant (or authenticated user) and sender.
+    pub fn for_envelope(envelope: &'a Envelope) -> PauseQuery<'a> {
+        PauseQuery {
+            campaign: envelope.campaign.as_deref(),
+            tenant: envelope.effective_tenant(),
+            sender: &envelope.sender,
+            recipient_domain: None,
+        }
+    }
+
+    /// The same query about one recipient domain (for `Domain` pauses, judged per recipient).
+    pub fn with_recipient_domain(self, domain: &'a str) -> PauseQuery<'a> {
+        PauseQuery {
+            recipient_domain: Some(domain),
+            ..self
+        }
+    }
+
     /// Whether `scope` covers this message (see the module docs for the rules).
     pub fn covered_by(&self, scope: &Scope) -> bool {
         match scope {
@@ -860,7 +884,68 @@ mod tests {
         }
     }
 
+    #[test]
+    fn queries_from_envelopes() {
+        let mut env = Envelope::new("news@x.test")
+            .with_recipient("a@gmail.com")
+            .with_campaign("spring");
+        env.auth_user = Some("acme".into());
+        let q = PauseQuery::for_envelope(&env);
+        assert_eq!(
+            q,
+            PauseQuery {
+                campaign: Some("spring"),
+                tenant: Some("acme"),
+                sender: "news@x.test",
+                recipient_domain: None
+            }
+        );
+        let r = q.with_recipient_domain("gmail.com");
+        assert!(r.covered_by(&Scope::Domain("gmail.com".into())));
+        assert!(!q.covered_by(&Scope::Domain("gmail.com".into())));
+        let p = pause(Scope::Global, "g", 0).expiring_after(Duration::from_secs(7200));
+        assert_eq!(p.expires_at, Some(t(7200)));
+    }
+
+    fn arb_scope() -> impl proptest::strategy::Strategy<Value = Scope> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Scope::Global),
+            "[ab]".prop_map(Scope::Tenant),
+            "[aB]".prop_map(Scope::Campaign),
+            "[ab]@[xY]\\.test".prop_map(Scope::Sender),
+            "@[xY]\\.test".prop_map(Scope::Sender),
+            "[xY]\\.test".prop_map(Scope::Domain),
+        ]
+    }
+
     proptest::proptest! {
+        /// `find` agrees with a plain scan: the matching, unexpired pause of the highest rank,
+        /// the oldest among equal ranks.
+        #[test]
+        fn find_agrees_with_a_scan(
+            specs in proptest::collection::vec((arb_scope(), proptest::option::of(0u64..20)), 0..12),
+            campaign in proptest::option::of("[aB]"),
+            tenant in proptest::option::of("[ab]"),
+            sender in "[ab]@[xXyY]\\.test",
+            rcpt in proptest::option::of("[xXyY]\\.test"),
+            now in 0u64..20,
+        ) {
+            // Distinct creation times, so "oldest" is never a tie.
+            let pauses: Vec<Pause> = specs.into_iter().enumerate().map(|(i, (scope, ttl))| {
+                let mut p = pause(scope, &format!("p{i}"), 100 - i as u64);
+                p.expires_at = ttl.map(t);
+                p
+            }).collect();
+            let set = PauseSet::new(pauses);
+            let query = q(campaign.as_deref(), tenant.as_deref(), &sender, rcpt.as_deref());
+            let scan = set
+                .iter()
+                .filter(|p| p.matches(&query) && !p.is_expired(t(now)))
+                .max_by(|a, b| a.scope.rank().cmp(&b.scope.rank()).then(b.created_at.cmp(&a.created_at)));
+            proptest::prop_assert_eq!(set.find(&query, t(now)), scan);
+        }
+
         #[test]
         fn rfc3339_round_trips(secs in -5_000_000_000i64..250_000_000_000, nanos in 0u32..1_000_000_000) {
             let t = if secs >= 0 {
