@@ -15,7 +15,9 @@
 //! plus a tenth, within the ±15% a ramp promises; a steady stream gets exactly the schedule.
 //!
 //! Limiters read time from the `now` given to [`Ramps::admit`] (through a per-thread clock), so
-//! the schedule and the limiters agree, and tests drive time without sleeping.
+//! the schedule and the limiters agree, and tests drive time without sleeping. When the clock
+//! steps backwards by more than a few seconds a limiter is rebuilt (as if a permit had just been
+//! taken) instead of refusing until the clock catches up.
 
 use super::spec::RampSpec;
 use crate::model::Scope;
@@ -40,6 +42,10 @@ pub const RATE_TOLERANCE: f64 = 0.02;
 
 /// The burst allowed at any rate, in seconds' worth of that rate (at least one message).
 pub const BURST_SECONDS: f64 = 0.1;
+
+/// A limiter whose next permit is further than this beyond its period has seen the clock step
+/// backwards; it is rebuilt rather than stalling the scope until the clock catches up.
+const CLOCK_STEP: Duration = Duration::from_secs(5);
 
 thread_local! {
     /// The time of the `admit` call running on this thread, in nanoseconds since the Unix epoch.
@@ -75,6 +81,7 @@ struct Gen {
     rate: f64,
     step: u32,
     burst: NonZeroU32,
+    period: Duration,
     /// The length of a full burst window (burst × period), in nanoseconds.
     window_ns: f64,
 }
@@ -111,6 +118,7 @@ impl Gen {
             rate,
             step,
             burst,
+            period,
             window_ns,
         }
     }
@@ -133,10 +141,15 @@ impl Gen {
         }
     }
 
-    fn check(&self, now_ns: u64) -> Result<(), Duration> {
-        self.limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(Nanos::from(now_ns)))
+    /// Takes a permit. `Err(None)` when the limiter is ahead of `now` by more than it can be
+    /// (the clock went backwards): the caller rebuilds it.
+    fn check(&self, now_ns: u64) -> Result<(), Option<Duration>> {
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(Nanos::from(now_ns));
+            // After any admission the next permit is at most one period away; callers whose
+            // `now` is a little stale (taken before a wait for the CPU) see a little more.
+            (wait <= self.period.saturating_add(CLOCK_STEP)).then_some(wait)
+        })
     }
 }
 
@@ -149,26 +162,41 @@ impl Slot {
         {
             let cur = self.0.load();
             if let Some(gen) = cur.as_ref().filter(|g| g.fits(rate, step)) {
-                return gen.check(now_ns);
+                match gen.check(now_ns) {
+                    Ok(()) => return Ok(()),
+                    Err(Some(wait)) => return Err(wait),
+                    Err(None) => {}
+                }
             }
         }
         let old = self.0.load_full();
         let used = old.as_ref().map_or(0.0, |g| g.used(now_ns));
         let new = Arc::new(Gen::new(rate, step, now_ns, used));
-        let prev = self.0.compare_and_swap(&old, Some(Arc::clone(&new)));
+        let gen = self.swap(&old, new);
+        match gen.check(now_ns) {
+            Ok(()) => Ok(()),
+            Err(Some(wait)) => Err(wait),
+            // Still ahead: the clock went backwards. Start over as if a permit was just taken.
+            Err(None) => {
+                let fresh = Arc::new(Gen::new(rate, step, now_ns, 1.0));
+                let gen = self.swap(&Some(gen), fresh);
+                gen.check(now_ns).map_err(|w| w.unwrap_or(gen.period))
+            }
+        }
+    }
+
+    /// Installs `new` unless another thread replaced `old` first; returns the generation now in
+    /// the slot.
+    fn swap(&self, old: &Option<Arc<Gen>>, new: Arc<Gen>) -> Arc<Gen> {
+        let prev = self.0.compare_and_swap(old, Some(Arc::clone(&new)));
         let won = match (prev.as_ref(), old.as_ref()) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         };
-        if won {
-            new.check(now_ns)
-        } else {
-            // Another thread swapped first; use its limiter.
-            match prev.as_ref() {
-                Some(gen) => gen.check(now_ns),
-                None => new.check(now_ns),
-            }
+        match prev.as_ref() {
+            Some(gen) if !won => Arc::clone(gen),
+            _ => new,
         }
     }
 }
@@ -610,6 +638,21 @@ mod tests {
             ramps.admit(&q, &[], t0() + Duration::from_millis(1000)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn clock_going_backwards_does_not_stall() {
+        let ramps = Ramps::new();
+        ramps.start(Scope::Global, spec("1/s..1/s/1h"), t0(), false);
+        let q = query(None);
+        let later = t0() + Duration::from_secs(100);
+        assert!(ramps.admit(&q, &[], later).is_ok());
+        // The clock steps back 50 s: the wait is one period, not 51 s.
+        let back = t0() + Duration::from_secs(50);
+        let (_, wait) = ramps.admit(&q, &[], back).unwrap_err();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(ramps.admit(&q, &[], back + Duration::from_secs(1)).is_ok());
+        assert!(ramps.admit(&q, &[], back + Duration::from_secs(1)).is_err());
     }
 
     #[test]
