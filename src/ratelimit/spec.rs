@@ -128,7 +128,7 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 /// How a ramp moves from its start rate to its end rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RampShape {
     /// The rate grows evenly over the whole ramp (`shape = "linear"`).
     #[default]
@@ -149,7 +149,7 @@ pub enum RampShape {
 /// `{from = "10/s", to = "500/s", over = "30m", shape = "stepped", steps = 5}` (`shape` defaults to
 /// `linear`, `steps` to 5), which is also the admin API's body `{"from": "10/s", "to": "500/s",
 /// "over": "30m"}`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RampSpec {
     /// The rate right after the resume.
     pub from: Rate,
@@ -376,7 +376,7 @@ impl<'de> Deserialize<'de> for RampSpec {
 /// # One limiter per recipient domain inside the resumed scope (every ramp, default or not).
 /// per_domain = true
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(try_from = "RampPolicyToml", into = "RampPolicyToml")]
 pub struct RampPolicy {
     /// The ramp applied after a resume that does not carry its own, with the section's `shape`

@@ -959,6 +959,29 @@ mod tests {
     }
 
     #[test]
+    fn unusable_state_dir_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Store::open(&file).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("cannot create state directory {}", file.display())),
+            "{err}"
+        );
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        std::fs::write(
+            dir.path().join("db").join(DB_FILE),
+            b"not sqlite at all, not at all",
+        )
+        .unwrap();
+        let err = Store::open(&dir.path().join("db")).unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.path().join("db").join(DB_FILE).display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
