@@ -401,7 +401,7 @@ async fn pause_with_ttl_expires_and_is_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the durable store"]
+
 async fn pause_survives_kill9_and_restart() {
     let (mut d, port) = start_daemon("");
     let api = Api::new(port);

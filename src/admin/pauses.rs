@@ -139,7 +139,7 @@ impl From<&RampStatus> for RampV1 {
             scope: r.scope.kind().to_string(),
             id: r.scope.id().map(str::to_string),
             spec: r.spec.to_string(),
-            current_per_second: r.current_per_second,
+            current_per_second: r.rate_per_second,
         }
     }
 }

@@ -21,13 +21,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::metrics::Metrics;
 use crate::model::{domain_of, Action, Disposition, Envelope, Message, Refusal, Scope, Verdict};
-use crate::policy::kill_switch::{Pause, PauseQuery, PauseSet};
+use crate::policy::kill_switch::{Pause, PauseQuery};
 use crate::policy::suppression::{
     self, Entry, LoadReport, Overlay, SuppressionIndex, SuppressionMatch,
 };
 use crate::policy::{Context, PolicyErrors, PolicySet};
-use crate::ratelimit::{RampSpec, RampStatus, Ramps};
-use crate::state::{AuditEntry, StateError, Store};
+use crate::ratelimit::{RampSpec, RampStatus};
+use crate::state::{AuditEntry, ControlState, StateError, Store};
 
 /// Where a guard finds its policies and keeps its state.
 #[derive(Debug, Clone)]
@@ -152,10 +152,8 @@ struct Inner {
     policies: ArcSwap<PolicySet>,
     reload_error: Mutex<Option<String>>,
     reload_lock: Mutex<()>,
-    pauses: ArcSwap<PauseSet>,
-    control_lock: Mutex<()>,
-    store: Store,
-    ramps: Ramps,
+    control: ControlState,
+    suppression_lock: Mutex<()>,
     suppressions: ArcSwap<SuppressionIndex>,
     overlay: ArcSwap<Overlay>,
     metrics: Arc<Metrics>,
@@ -184,18 +182,13 @@ impl Guard {
             Some(dir) => Store::open(dir)?,
             None => Store::open_in_memory()?,
         };
-        let pauses = PauseSet::new(store.pauses()?);
-        let ramps = Ramps::new();
-        let per_domain = policies.file.ramp.per_domain;
-        for (scope, spec, started) in store.ramps()? {
-            ramps.start(scope, spec, started, per_domain);
-        }
         let (adds, removes) = store.suppression_overrides()?;
+        let control = ControlState::load(store, &policies.file.ramp)?;
         let overlay = build_overlay(&adds, &removes);
         let index = build_index(&policies, config.state_dir.as_deref())?;
         let metrics = Arc::new(Metrics::new());
         metrics.reload(true, policies.generation);
-        metrics.set_active_pauses(pauses.len());
+        metrics.set_active_pauses(control.pauses().len());
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Guard {
             inner: Arc::new(Inner {
@@ -203,10 +196,8 @@ impl Guard {
                 policies: ArcSwap::from_pointee(policies),
                 reload_error: Mutex::new(None),
                 reload_lock: Mutex::new(()),
-                pauses: ArcSwap::from_pointee(pauses),
-                control_lock: Mutex::new(()),
-                store,
-                ramps,
+                control,
+                suppression_lock: Mutex::new(()),
                 suppressions: ArcSwap::from_pointee(index),
                 overlay: ArcSwap::from_pointee(overlay),
                 metrics,
@@ -240,7 +231,7 @@ impl Guard {
 
     /// The state store (for modules that keep their own tables in it).
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        self.inner.control.store()
     }
 
     /// Subscribes to pause, resume and expiry events.
@@ -256,7 +247,7 @@ impl Guard {
 
     fn with_context<T>(&self, f: impl FnOnce(&PolicySet, &Context<'_>) -> T) -> T {
         let policies = self.inner.policies.load();
-        let pauses = self.inner.pauses.load();
+        let pauses = self.inner.control.pauses();
         let lookup = |a: &str| self.suppressed(a);
         let ctx = Context {
             pauses: &pauses,
@@ -345,7 +336,7 @@ impl Guard {
     /// `Paused` or `RateLimited`.
     pub fn admit(&self, env: &Envelope) -> Result<(), Refusal> {
         let now = SystemTime::now();
-        let pauses = self.inner.pauses.load();
+        let pauses = self.inner.control.pauses();
         let q = PauseQuery {
             campaign: env.campaign.as_deref(),
             tenant: env.effective_tenant(),
@@ -371,12 +362,12 @@ impl Guard {
                 });
             }
         }
-        if self.inner.ramps.is_empty() {
+        let ramps = self.inner.control.ramps();
+        if ramps.is_empty() {
             return Ok(());
         }
         let domains: Vec<&str> = env.recipients.iter().map(|r| domain_of(r)).collect();
-        self.inner
-            .ramps
+        ramps
             .admit(&q, &domains, now)
             .map_err(|(scope, retry_after)| Refusal::RateLimited { scope, retry_after })
     }
@@ -404,7 +395,7 @@ impl Guard {
             fire
         };
         let scope = Scope::Campaign(campaign.to_string());
-        if fire && self.inner.pauses.load().get(&scope).is_none() {
+        if fire && self.inner.control.pauses().get(&scope).is_none() {
             let reason = format!("{AUTO_TRIP_REASON} ({token})");
             match self.pause(scope.clone(), &reason, ACTOR_SELF, None) {
                 Ok(_) => tracing::warn!(%scope, %token, "campaign paused by the automatic trip"),
@@ -426,33 +417,19 @@ impl Guard {
         actor: &str,
         ttl: Option<Duration>,
     ) -> Result<Pause, GuardError> {
-        let now = SystemTime::now();
-        let pause = Pause {
-            scope: scope.clone(),
-            reason: if reason.trim().is_empty() {
-                "paused".to_string()
-            } else {
-                reason.trim().to_string()
-            },
-            actor: actor.to_string(),
-            created_at: now,
-            expires_at: ttl.map(|t| now + t),
+        let reason = if reason.trim().is_empty() {
+            "paused"
+        } else {
+            reason.trim()
         };
-        {
-            let _g = self
-                .inner
-                .control_lock
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.inner.store.put_pause(&pause)?;
-            // A pause stops a ramp in progress for the same scope; the resume starts a new one.
-            if self.inner.ramps.stop(&scope) {
-                self.inner.store.remove_ramp(&scope)?;
-            }
-            let next = self.inner.pauses.load().with(pause.clone());
-            self.inner.metrics.set_active_pauses(next.len());
-            self.inner.pauses.store(Arc::new(next));
+        let mut pause = Pause::new(scope.clone(), reason, actor, SystemTime::now());
+        if let Some(ttl) = ttl {
+            pause = pause.expiring_after(ttl);
         }
+        self.inner.control.pause(pause.clone())?;
+        self.inner
+            .metrics
+            .set_active_pauses(self.inner.control.pauses().len());
         tracing::warn!(%scope, reason = %pause.reason, %actor, "paused");
         self.emit("pause", &pause.scope, &pause.reason, actor);
         Ok(pause)
@@ -470,45 +447,21 @@ impl Guard {
         ramp: Option<RampSpec>,
     ) -> Result<Option<Pause>, GuardError> {
         let policies = self.inner.policies.load();
-        let ramp = match ramp {
-            Some(r) => Some(r),
-            None => policies
-                .file
-                .ramp
-                .default
-                .as_deref()
-                .and_then(|r| r.parse::<RampSpec>().ok()),
-        };
+        let ramp = policies.file.ramp.ramp_for(ramp);
         let detail = ramp
             .as_ref()
             .map(|r| format!("ramp {r}"))
             .unwrap_or_default();
-        let removed = {
-            let _g = self
-                .inner
-                .control_lock
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if self.inner.pauses.load().get(scope).is_none() {
-                None
-            } else {
-                let removed = self.inner.store.remove_pause(scope, actor, &detail)?;
-                if let Some(r) = &ramp {
-                    let now = SystemTime::now();
-                    self.inner.store.put_ramp(scope, r, now)?;
-                    self.inner.ramps.start(
-                        scope.clone(),
-                        r.clone(),
-                        now,
-                        policies.file.ramp.per_domain,
-                    );
-                }
-                let next = self.inner.pauses.load().without(scope);
-                self.inner.metrics.set_active_pauses(next.len());
-                self.inner.pauses.store(Arc::new(next));
-                removed
-            }
-        };
+        let removed = self.inner.control.resume(
+            scope,
+            actor,
+            ramp,
+            policies.file.ramp.per_domain,
+            SystemTime::now(),
+        )?;
+        self.inner
+            .metrics
+            .set_active_pauses(self.inner.control.pauses().len());
         if removed.is_some() {
             tracing::info!(%scope, %actor, ramp = %detail, "resumed");
             self.emit("resume", scope, &detail, actor);
@@ -522,21 +475,17 @@ impl Guard {
     /// # Errors
     /// The state store failed; the expired pauses stay listed until the next call.
     pub fn expire_due(&self) -> Result<Vec<Pause>, GuardError> {
-        let now = SystemTime::now();
-        let due = self.inner.pauses.load().expired(now);
-        if due.is_empty() {
-            return Ok(due);
-        }
-        let _g = self
+        let policies = self.inner.policies.load();
+        let due = self
             .inner
-            .control_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .control
+            .sweep(&policies.file.ramp, SystemTime::now())?;
+        if !due.is_empty() {
+            self.inner
+                .metrics
+                .set_active_pauses(self.inner.control.pauses().len());
+        }
         for p in &due {
-            self.inner.store.expire_pause(&p.scope)?;
-            let next = self.inner.pauses.load().without(&p.scope);
-            self.inner.metrics.set_active_pauses(next.len());
-            self.inner.pauses.store(Arc::new(next));
             tracing::info!(scope = %p.scope, "pause expired");
             self.emit("expire", &p.scope, &p.reason, ACTOR_SELF);
         }
@@ -556,17 +505,17 @@ impl Guard {
 
     /// The pauses in force.
     pub fn pauses(&self) -> Vec<Pause> {
-        self.inner.pauses.load().iter().cloned().collect()
+        self.inner.control.pauses().iter().cloned().collect()
     }
 
     /// The ramps in progress with their current rate.
     pub fn ramps(&self) -> Vec<RampStatus> {
         let now = SystemTime::now();
-        let status = self.inner.ramps.status(now);
+        let status = self.inner.control.ramps().status(now);
         for r in &status {
             self.inner
                 .metrics
-                .set_ramp_rate(&r.scope.to_string(), Some(r.current_per_second));
+                .set_ramp_rate(&r.scope.to_string(), Some(r.rate_per_second));
         }
         status
     }
@@ -576,7 +525,7 @@ impl Guard {
     /// # Errors
     /// The state store failed.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, GuardError> {
-        Ok(self.inner.store.audit(limit)?)
+        Ok(self.store().audit(limit)?)
     }
 
     /// Reloads the policies (and the suppression lists they name) now. The new snapshot is built
@@ -677,10 +626,10 @@ impl Guard {
         let line = parsed.to_line();
         let _g = self
             .inner
-            .control_lock
+            .suppression_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        self.inner.store.suppression_add(&line, actor)?;
+        self.store().suppression_add(&line, actor)?;
         self.refresh_overlay()?;
         Ok(parsed)
     }
@@ -700,18 +649,16 @@ impl Guard {
         };
         let _g = self
             .inner
-            .control_lock
+            .suppression_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        self.inner
-            .store
-            .suppression_remove(&parsed.to_line(), actor)?;
+        self.store().suppression_remove(&parsed.to_line(), actor)?;
         self.refresh_overlay()?;
         Ok(was_suppressed)
     }
 
     fn refresh_overlay(&self) -> Result<(), GuardError> {
-        let (adds, removes) = self.inner.store.suppression_overrides()?;
+        let (adds, removes) = self.store().suppression_overrides()?;
         self.inner
             .overlay
             .store(Arc::new(build_overlay(&adds, &removes)));

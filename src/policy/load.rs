@@ -144,11 +144,6 @@ fn validate(file: &PolicyFile, sources: &[PathBuf]) -> Result<(), PolicyErrors> 
             ));
         }
     }
-    if let Some(ramp) = &file.ramp.default {
-        if let Err(e) = ramp.parse::<crate::ratelimit::RampSpec>() {
-            errors.push(locate(sources, "ramp.default", e.to_string()));
-        }
-    }
     if errors.is_empty() {
         Ok(())
     } else {
