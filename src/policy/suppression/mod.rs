@@ -10,9 +10,10 @@
 //! # Memory and exactness
 //!
 //! The index does not keep the addresses: it keeps a 64-bit fingerprint of each (xxh3 of the
-//! normalised address), sorted, about 8.5 bytes per entry (10.5 when several lists hold
-//! addresses, to remember which list each came from). Hashed entries keep the first 8 bytes of
-//! their digest. Two different addresses share a fingerprint with probability 2⁻⁶⁴, so the chance
+//! normalised address) in an ordered linear-probing table, about 9.4 bytes per entry (11.8 when
+//! several lists hold addresses, to remember which list each came from); a lookup is one random
+//! memory access. Hashed entries keep the first 8 bytes of their digest, and their digests are
+//! only computed on lookup when the index holds hashed entries. Two different addresses share a fingerprint with probability 2⁻⁶⁴, so the chance
 //! that any looked-up address is wrongly taken for one of ten million entries is about
 //! 10⁷ / 2⁶⁴ ≈ 5 × 10⁻¹³ per lookup; an address in a list is always found.
 //!
@@ -409,19 +410,20 @@ impl SuppressionIndex {
                 return Some(hit(id, format!("@{domain}")));
             }
         }
-        if !self.md5.is_empty() {
+        if !self.md5.is_empty() || !self.sha256.is_empty() {
             for a in c.iter() {
-                let digest = md5_of(a);
-                if let Some(id) = self.md5.get(digest_key(&digest)) {
-                    return Some(hit(id, format!("md5:{}", hex::encode(digest))));
+                // Both digests first, so that the two table reads overlap in memory.
+                let md5 = (!self.md5.is_empty()).then(|| md5_of(a));
+                let sha256 = (!self.sha256.is_empty()).then(|| sha256_of(a));
+                if let Some(d) = md5 {
+                    if let Some(id) = self.md5.get(digest_key(&d)) {
+                        return Some(hit(id, format!("md5:{}", hex::encode(d))));
+                    }
                 }
-            }
-        }
-        if !self.sha256.is_empty() {
-            for a in c.iter() {
-                let digest = sha256_of(a);
-                if let Some(id) = self.sha256.get(digest_key(&digest)) {
-                    return Some(hit(id, format!("sha256:{}", hex::encode(digest))));
+                if let Some(d) = sha256 {
+                    if let Some(id) = self.sha256.get(digest_key(&d)) {
+                        return Some(hit(id, format!("sha256:{}", hex::encode(d))));
+                    }
                 }
             }
         }
