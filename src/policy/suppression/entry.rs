@@ -219,13 +219,25 @@ fn split_token(s: &str) -> (&str, &str) {
     let end = if s.starts_with('<') {
         match s.find('>') {
             Some(gt) => gt + 1,
-            None => s.find(char::is_whitespace).unwrap_or(s.len()),
+            None => find_whitespace(s),
         }
     } else {
-        s.find(char::is_whitespace).unwrap_or(s.len())
+        find_whitespace(s)
     };
     let (token, rest) = s.split_at(end);
     (token, rest.trim_start())
+}
+
+/// The position of the first whitespace character, or the length: a byte scan for ASCII text.
+fn find_whitespace(s: &str) -> usize {
+    if s.is_ascii() {
+        // The ASCII characters `char::is_whitespace` accepts: space and \t \n \x0b \x0c \r.
+        s.bytes()
+            .position(|b| b == b' ' || (b'\t'..=b'\r').contains(&b))
+            .unwrap_or(s.len())
+    } else {
+        s.find(char::is_whitespace).unwrap_or(s.len())
+    }
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -307,7 +319,15 @@ fn valid_address(a: &str) -> bool {
         return false;
     };
     let (local, domain) = (&a[..at], &a[at + 1..]);
-    !local.is_empty() && !local.chars().any(bad_char) && valid_domain(domain)
+    let local_ok = if local.is_ascii() {
+        // `bad_char` on ASCII: controls, space, DEL and the brackets.
+        !local
+            .bytes()
+            .any(|b| b <= b' ' || matches!(b, 0x7f | b'<' | b'>'))
+    } else {
+        !local.chars().any(bad_char)
+    };
+    !local.is_empty() && local_ok && valid_domain(domain)
 }
 
 fn valid_domain(d: &str) -> bool {
@@ -317,14 +337,23 @@ fn valid_domain(d: &str) -> bool {
                 .chars()
                 .any(|c| bad_char(c) || matches!(c, '[' | ']'));
     }
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-        })
+    if d.is_empty() || d.len() > 253 {
+        return false;
+    }
+    if d.is_ascii() {
+        let b = d.as_bytes();
+        return b.first() != Some(&b'.')
+            && b.last() != Some(&b'.')
+            && !d.contains("..")
+            && b.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    }
+    d.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    })
 }
 
 /// The first characters of an offending input, for error messages.
@@ -468,6 +497,31 @@ mod tests {
             Entry::Md5([0xab; 16]).to_string(),
             format!("md5:{}", "ab".repeat(16))
         );
+    }
+
+    #[test]
+    fn ascii_fast_paths_agree_with_the_char_rules() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            let local = format!("a{c}b");
+            assert_eq!(
+                valid_address(&format!("{local}@x.test")),
+                !bad_char(c),
+                "{b:#x}"
+            );
+            assert_eq!(
+                find_whitespace(&format!("ab{c}")),
+                if c.is_whitespace() { 2 } else { 3 },
+                "{b:#x}"
+            );
+            let label_ok = c.is_alphanumeric() || c == '-' || c == '_';
+            assert_eq!(
+                valid_domain(&format!("a{c}b.test")),
+                label_ok || c == '.',
+                "{b:#x}"
+            );
+        }
+        assert!(!valid_domain(".x.test") && !valid_domain("x.test.") && !valid_domain("x..test"));
     }
 
     #[test]
