@@ -265,7 +265,7 @@ pub(crate) fn strip_brackets(address: &str) -> &str {
 }
 
 /// Lower-cases, borrowing when there is nothing to change.
-fn lowercase(s: &str) -> Cow<'_, str> {
+pub(crate) fn lowercase(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())

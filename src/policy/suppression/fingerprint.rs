@@ -23,7 +23,7 @@ const LOAD_PERCENT: usize = 85;
 pub(crate) struct TooManyKeys(pub(crate) usize);
 
 /// Fingerprints in an ordered linear-probing table, with the id of the list each came from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FingerprintSet {
     /// The table; `0` is an empty slot. One more empty slot than needed ends every scan.
     slots: Vec<u64>,

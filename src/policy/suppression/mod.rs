@@ -109,7 +109,9 @@ impl From<TooManyKeys> for SuppressionError {
 type DomainMap = HashMap<Box<str>, u16, foldhash::fast::FixedState>;
 
 /// The loaded suppression lists: immutable, `Send + Sync`, cheap to query.
-#[derive(Debug, Clone, Default)]
+///
+/// Hold it in an `Arc` (and swap it with `arc-swap` on reload): it is large, and `Clone` copies it.
+#[derive(Clone, Default)]
 pub struct SuppressionIndex {
     addresses: FingerprintSet,
     md5: FingerprintSet,
@@ -117,6 +119,20 @@ pub struct SuppressionIndex {
     domains: DomainMap,
     lists: Vec<Arc<str>>,
     normalize_plus: bool,
+}
+
+impl std::fmt::Debug for SuppressionIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuppressionIndex")
+            .field("addresses", &self.addresses.len())
+            .field("domains", &self.domains.len())
+            .field("md5", &self.md5.len())
+            .field("sha256", &self.sha256.len())
+            .field("lists", &self.lists)
+            .field("normalize_plus", &self.normalize_plus)
+            .field("heap_bytes", &self.heap_bytes())
+            .finish()
+    }
 }
 
 /// The forms of one looked-up address.
@@ -360,9 +376,14 @@ impl SuppressionIndex {
             let id = builder.next_id()?;
             let mut keys = ListKeys::default();
             for entry in extra {
+                // Normalised again: the variants are public and may have been built by hand.
                 let e = match entry {
-                    Entry::Address(a) => EntryRef::Address(Cow::Borrowed(a)),
-                    Entry::Domain(d) => EntryRef::Domain(Cow::Borrowed(d)),
+                    Entry::Address(a) => {
+                        EntryRef::Address(entry::lowercase(entry::strip_brackets(a)))
+                    }
+                    Entry::Domain(d) => {
+                        EntryRef::Domain(entry::lowercase(d.trim().trim_start_matches('@')))
+                    }
                     Entry::Md5(h) => EntryRef::Md5(*h),
                     Entry::Sha256(h) => EntryRef::Sha256(*h),
                 };

@@ -163,6 +163,35 @@ fn heap_bytes_counts_the_fingerprints() {
 }
 
 #[test]
+fn hand_built_entries_are_normalised() {
+    let index = index_of(
+        &[
+            Entry::Address(" <Anna@X.Test> ".into()),
+            Entry::Domain("@Blocked.TEST".into()),
+        ],
+        false,
+    );
+    assert!(index.lookup("anna@x.test").is_some());
+    assert!(index.lookup("x@blocked.test").is_some());
+}
+
+#[test]
+fn index_is_shareable_and_debug_is_short() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<SuppressionIndex>();
+    shareable::<Overlay>();
+    let list: Vec<Entry> = (0..1000)
+        .map(|i| Entry::Address(format!("u{i}@x.test")))
+        .collect();
+    let text = format!("{:?}", index_of(&list, false));
+    assert!(
+        text.starts_with("SuppressionIndex { addresses: 1000,"),
+        "{text}"
+    );
+    assert!(text.len() < 300);
+}
+
+#[test]
 fn duplicates_count_once() {
     let index = index_of(
         &entries(&["a@x.test", "A@X.TEST", "@d.test", "@D.test"]),
