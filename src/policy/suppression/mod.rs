@@ -3,7 +3,7 @@
 //! Lists are text files, one entry a line: an address, `@domain`, or the hash of a lower-cased
 //! address, `md5:HEX` / `sha256:HEX` or a bare 32- or 64-digit hex line (see [`Entry`]). They are
 //! loaded into a [`SuppressionIndex`], an immutable structure built off the hot path (ten million
-//! entries take a few seconds) and swapped in whole; a lookup takes well under a microsecond.
+//! entries take about two seconds) and swapped in whole; a lookup takes well under a microsecond.
 //! Entries added or removed at run time through the admin API live in an [`Overlay`], consulted
 //! together with the index by [`check`].
 //!
@@ -12,10 +12,12 @@
 //! The index does not keep the addresses: it keeps a 64-bit fingerprint of each (xxh3 of the
 //! normalised address) in an ordered linear-probing table, about 9.4 bytes per entry (11.8 when
 //! several lists hold addresses, to remember which list each came from); a lookup is one random
-//! memory access. Hashed entries keep the first 8 bytes of their digest, and their digests are
-//! only computed on lookup when the index holds hashed entries. Two different addresses share a fingerprint with probability 2⁻⁶⁴, so the chance
-//! that any looked-up address is wrongly taken for one of ten million entries is about
-//! 10⁷ / 2⁶⁴ ≈ 5 × 10⁻¹³ per lookup; an address in a list is always found.
+//! memory access. Hashed entries keep the first 8 bytes of their digest, and digests are computed
+//! on lookup only when the index holds hashed entries.
+//!
+//! Two different addresses share a fingerprint with probability 2⁻⁶⁴, so an address that is in no
+//! list is wrongly found in a list of ten million with probability about 10⁷ / 2⁶⁴ ≈ 5 × 10⁻¹³
+//! per lookup (one false refusal in two trillion lookups); an address in a list is always found.
 //!
 //! # Matching
 //!
