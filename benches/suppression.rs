@@ -242,4 +242,8 @@ fn main() {
         }
     }
     divan::main();
+    // The fixture lives in a static, which is never dropped: remove the list file here.
+    if let Err(e) = std::fs::remove_dir_all(&f.base) {
+        eprintln!("cannot remove {}: {e}", f.base.display());
+    }
 }
