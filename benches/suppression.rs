@@ -214,8 +214,30 @@ fn cpu_per_lookup(index: &SuppressionIndex, probes: &[String]) -> Option<(f64, f
     Some((independent as f64 / n, chained as f64 / n))
 }
 
+/// CPU nanoseconds of one random read in a 96 MB array when each read waits for the previous one:
+/// the memory latency a cold lookup cannot beat on this machine.
+fn cpu_per_random_read() -> Option<f64> {
+    let n = 12_000_000usize;
+    let mut s = 7u64;
+    let table: Vec<u64> = (0..n).map(|_| splitmix(&mut s)).collect();
+    let reads = 1_000_000;
+    let start = thread_cpu_ns()?;
+    let mut x = 1u64;
+    for _ in 0..reads {
+        let i = ((u128::from(x) * n as u128) >> 64) as usize;
+        let mut v = table.get(i).copied().unwrap_or(0) ^ x;
+        x = splitmix(&mut v);
+    }
+    let spent = thread_cpu_ns()? - start;
+    black_box(x);
+    Some(spent as f64 / reads as f64)
+}
+
 fn main() {
     let f = fixture();
+    if let Some(ns) = cpu_per_random_read() {
+        println!("baseline: one dependent random read in a 96 MB array: {ns:.0} ns cpu");
+    }
     let per_entry = |i: &SuppressionIndex| i.heap_bytes() as f64 / i.len() as f64;
     println!(
         "one list: {} entries, {} heap bytes, {:.2} bytes/entry",
