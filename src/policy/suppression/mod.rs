@@ -420,6 +420,19 @@ impl SuppressionIndex {
                 .cloned()
                 .unwrap_or_else(|| ADMIN_LIST.into()),
         };
+        // When there are hashed entries, every digest is computed before any table is read, so
+        // that the reads below are issued close together and their memory latencies overlap
+        // (most lookups are misses, which read every table).
+        let digests = |a: &str| {
+            (
+                (!self.md5.is_empty()).then(|| md5_of(a)),
+                (!self.sha256.is_empty()).then(|| sha256_of(a)),
+            )
+        };
+        let hashed = !self.md5.is_empty() || !self.sha256.is_empty();
+        let exact_digests = hashed.then(|| digests(c.exact));
+        let untagged_digests = c.untagged.filter(|_| hashed).map(digests);
+
         if !self.addresses.is_empty() {
             for a in c.iter() {
                 if let Some(id) = self.addresses.get(address_key(a)) {
@@ -433,20 +446,15 @@ impl SuppressionIndex {
                 return Some(hit(id, format!("@{domain}")));
             }
         }
-        if !self.md5.is_empty() || !self.sha256.is_empty() {
-            for a in c.iter() {
-                // Both digests first, so that the two table reads overlap in memory.
-                let md5 = (!self.md5.is_empty()).then(|| md5_of(a));
-                let sha256 = (!self.sha256.is_empty()).then(|| sha256_of(a));
-                if let Some(d) = md5 {
-                    if let Some(id) = self.md5.get(digest_key(&d)) {
-                        return Some(hit(id, format!("md5:{}", hex::encode(d))));
-                    }
+        for (md5, sha256) in exact_digests.into_iter().chain(untagged_digests) {
+            if let Some(d) = md5 {
+                if let Some(id) = self.md5.get(digest_key(&d)) {
+                    return Some(hit(id, format!("md5:{}", hex::encode(d))));
                 }
-                if let Some(d) = sha256 {
-                    if let Some(id) = self.sha256.get(digest_key(&d)) {
-                        return Some(hit(id, format!("sha256:{}", hex::encode(d))));
-                    }
+            }
+            if let Some(d) = sha256 {
+                if let Some(id) = self.sha256.get(digest_key(&d)) {
+                    return Some(hit(id, format!("sha256:{}", hex::encode(d))));
                 }
             }
         }
