@@ -760,7 +760,9 @@ fn build_index(set: &PolicySet, state_dir: Option<&Path>) -> Result<SuppressionI
     if let Some(state) = state_dir {
         let imported = state.join("suppressions");
         if imported.is_dir() {
-            policy.lists.push(absolute(&imported));
+            policy
+                .lists
+                .push(suppression::ListSpec::new(absolute(&imported)));
         }
     }
     let (index, report) = SuppressionIndex::build(&policy, &base, &[])
