@@ -1,7 +1,7 @@
 //! What every endpoint shares: JSON answers, JSON errors, capped bodies, blocking guard calls.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{header, Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -123,21 +123,28 @@ pub(crate) async fn read_json_opt<T: DeserializeOwned + Default>(
             format!("{what} body larger than {MAX_JSON_BODY} bytes"),
         )
     };
-    let hint = hyper::body::Body::size_hint(&body);
-    if hint.lower() > MAX_JSON_BODY as u64 {
+    // Read frame by frame: past the limit keep reading (and discarding) up to DRAIN_LIMIT, so a
+    // client still sending its body gets the 413 instead of a broken pipe.
+    const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the {what} body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_JSON_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > MAX_JSON_BODY {
         return Err(too_large());
     }
-    let bytes = Limited::new(body, MAX_JSON_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::bad_request(format!("cannot read the {what} body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let bytes = Bytes::from(buf);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
