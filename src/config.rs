@@ -15,6 +15,9 @@ pub struct ServeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The SMTP front-end.
+    #[serde(default)]
+    pub smtp: crate::smtp::SmtpConfig,
 }
 
 /// `[guard]`: where policies and state live.

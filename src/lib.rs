@@ -12,6 +12,7 @@
 //! - [`state`]: durable control state in SQLite.
 //! - [`ratelimit`]: ramped resume.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`smtp`]: the SMTP front-end (codec, session, replies, upstream, server).
 
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ratelimit;
+pub mod smtp;
 pub mod state;
 
 pub use guard::{Guard, GuardConfig, GuardError};
