@@ -111,10 +111,11 @@ async fn start_with(config: SmtpConfig, guard: Guard, dir: tempfile::TempDir) ->
 }
 
 fn config(upstream: &str) -> SmtpConfig {
-    let mut c = SmtpConfig::default();
-    c.upstream = upstream.to_string();
-    c.hostname = Some("proxy.test".into());
-    c
+    SmtpConfig {
+        upstream: upstream.to_string(),
+        hostname: Some("proxy.test".into()),
+        ..SmtpConfig::default()
+    }
 }
 
 async fn start(upstream: &str) -> Setup {
