@@ -18,6 +18,9 @@ pub struct ServeConfig {
     /// The admin API.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,
+    /// The SMTP front-end.
+    #[serde(default)]
+    pub smtp: crate::smtp::SmtpConfig,
 }
 
 /// `[guard]`: where policies and state live.

@@ -14,6 +14,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API (pause, resume, status, suppressions, reload, metrics).
 //! - [`alerts`]: the alert webhook told about every pause, resume and expiry.
+//! - [`smtp`]: the SMTP front-end (codec, session, replies, upstream, server).
 
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ratelimit;
+pub mod smtp;
 pub mod state;
 
 pub use guard::{Guard, GuardConfig, GuardError};

@@ -86,6 +86,12 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(a) = &args.admin_listen {
         config.admin.listen = a.clone();
     }
+    if let Some(a) = &args.smtp_listen {
+        config.smtp.listen = a.clone();
+    }
+    if let Some(u) = &args.smtp_upstream {
+        config.smtp.upstream = u.clone();
+    }
     Ok(config)
 }
 
@@ -162,6 +168,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     // Front-ends are started here, each on its own listener.
+    if config.smtp.enabled {
+        let service = crate::smtp::SmtpService::new(config.smtp.clone(), guard.clone())
+            .context("cannot start the SMTP front-end")?;
+        let listener = tokio::net::TcpListener::bind(&config.smtp.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (smtp)", config.smtp.listen))?;
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            crate::smtp::run(listener, service, shutdown)
+                .await
+                .context("smtp front-end")
+        });
+    }
 
     // Admin API and alert webhook.
     {

@@ -111,6 +111,9 @@ impl Daemon {
         if !self.config.contains("[admin]") {
             text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
         }
+        if !self.config.contains("[smtp]") {
+            text.push_str("\n[smtp]\nenabled = false\n");
+        }
         let cfg = root.join("config.toml");
         std::fs::write(&cfg, text).expect("write config");
         let log = std::fs::OpenOptions::new()
