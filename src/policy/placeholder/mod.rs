@@ -44,6 +44,8 @@
 mod html;
 mod names;
 mod policy;
+#[cfg(test)]
+mod proptests;
 mod text;
 
 pub use policy::{CustomRule, PlaceholderPolicy, PolicyIssue, RuleSetting};
