@@ -7,7 +7,7 @@
 //! …) and quoted attribute values containing `>`. Outlook conditional comments
 //! (`<!--[if mso]>…<![endif]-->`) are scanned as HTML, since Outlook shows their content.
 
-use super::names::{is_block_element, is_hidden_raw_text, is_known_element, is_void};
+use super::names::kind;
 use super::text::Greet;
 use super::{Collector, Detector, Family, Rule};
 use crate::model::Location;
@@ -136,12 +136,7 @@ impl<'a> Walker<'a, '_, '_> {
         if seg.is_empty() {
             return;
         }
-        if memchr(b'&', seg.as_bytes()).is_some() {
-            let decoded = html_escape::decode_html_entities(seg);
-            self.block.push_str(&decoded);
-        } else {
-            self.block.push_str(seg);
-        }
+        decode_entities(seg, &mut self.block);
     }
 
     /// Scans the text gathered so far as one block.
@@ -202,7 +197,7 @@ impl<'a> Walker<'a, '_, '_> {
     }
 
     fn end_tag(&mut self, name: &'a [u8]) {
-        if is_block_element(name) {
+        if kind(name).block() {
             self.flush();
         }
         if let Some((open, depth)) = self.code {
@@ -298,20 +293,21 @@ impl<'a> Walker<'a, '_, '_> {
         }
         let end = j;
 
-        if is_hidden_raw_text(name) {
+        let k = kind(name);
+        if k.raw_hidden() {
             return if self_closing {
                 end
             } else {
                 skip_raw_text(b, end, name)
             };
         }
-        if is_block_element(name) {
+        if k.block() {
             self.flush();
         }
-        let void = is_void(name) || self_closing;
+        let void = k.void() || self_closing;
         let loc = self.location();
         let code = self.code.is_some();
-        if !is_known_element(name) {
+        if !k.known() {
             let token = html.get(lt..end).unwrap_or("<?>");
             self.c.hit(Rule::Family(Family::Angle), loc, code, token);
         }
@@ -357,7 +353,9 @@ impl<'a> Walker<'a, '_, '_> {
     /// Scans one attribute value (entity-decoded; a link also percent-decoded).
     fn attribute(&mut self, raw: &str, at: Location, code: bool) {
         let value: Cow<'_, str> = if raw.contains('&') {
-            html_escape::decode_html_entities(raw)
+            let mut s = String::with_capacity(raw.len());
+            decode_entities(raw, &mut s);
+            Cow::Owned(s)
         } else {
             Cow::Borrowed(raw)
         };
@@ -413,6 +411,98 @@ fn skip_raw_text(b: &[u8], from: usize, name: &[u8]) -> usize {
         i = at + 2;
     }
     b.len()
+}
+
+/// Appends `seg` to `out` with character references decoded: numeric ones (with the WHATWG
+/// rules for C1 controls, zero and surrogates) and named ones ending in `;`. Named references
+/// without `;` are kept as written.
+fn decode_entities(seg: &str, out: &mut String) {
+    let b = seg.as_bytes();
+    let mut i = 0;
+    while let Some(p) = memchr(b'&', &b[i..]) {
+        let amp = i + p;
+        out.push_str(&seg[i..amp]);
+        let name_len = b[amp + 1..]
+            .iter()
+            .take(32)
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'#')
+            .count();
+        let end = amp + 1 + name_len;
+        if name_len == 0 || b.get(end) != Some(&b';') {
+            out.push('&');
+            i = amp + 1;
+            continue;
+        }
+        match quick_entity(&b[amp + 1..end]) {
+            Some(ch) => out.push(ch),
+            None => out.push_str(&html_escape::decode_html_entities(&seg[amp..=end])),
+        }
+        i = end + 1;
+    }
+    out.push_str(&seg[i..]);
+}
+
+/// Decodes the name of a reference (between `&` and `;`): numeric ones and the named ones mail
+/// HTML is full of; `None` for other names.
+fn quick_entity(body: &[u8]) -> Option<char> {
+    let ch = if let Some(num) = body.strip_prefix(b"#") {
+        let (digits, radix) = match num.first() {
+            Some(b'x') | Some(b'X') => (&num[1..], 16),
+            _ => (num, 10),
+        };
+        let n = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|t| u32::from_str_radix(t, radix).ok());
+        match n {
+            Some(n @ 0x80..=0x9f) => encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(&[n as u8])
+                .0
+                .chars()
+                .next()
+                .unwrap_or('\u{fffd}'),
+            Some(n) if n != 0 => char::from_u32(n).unwrap_or('\u{fffd}'),
+            _ => '\u{fffd}',
+        }
+    } else {
+        match body {
+            b"nbsp" => '\u{a0}',
+            b"amp" => '&',
+            b"lt" => '<',
+            b"gt" => '>',
+            b"quot" => '"',
+            b"apos" => '\'',
+            b"middot" => '\u{b7}',
+            b"ndash" => '\u{2013}',
+            b"mdash" => '\u{2014}',
+            b"bdquo" => '\u{201e}',
+            b"ldquo" => '\u{201c}',
+            b"rdquo" => '\u{201d}',
+            b"lsquo" => '\u{2018}',
+            b"rsquo" => '\u{2019}',
+            b"sbquo" => '\u{201a}',
+            b"laquo" => '\u{ab}',
+            b"raquo" => '\u{bb}',
+            b"hellip" => '\u{2026}',
+            b"bull" => '\u{2022}',
+            b"euro" => '\u{20ac}',
+            b"copy" => '\u{a9}',
+            b"reg" => '\u{ae}',
+            b"trade" => '\u{2122}',
+            b"zwnj" => '\u{200c}',
+            b"zwj" => '\u{200d}',
+            b"shy" => '\u{ad}',
+            b"rarr" => '\u{2192}',
+            b"auml" => '\u{e4}',
+            b"ouml" => '\u{f6}',
+            b"uuml" => '\u{fc}',
+            b"Auml" => '\u{c4}',
+            b"Ouml" => '\u{d6}',
+            b"Uuml" => '\u{dc}',
+            b"szlig" => '\u{df}',
+            _ => return None,
+        }
+    };
+    Some(ch)
 }
 
 /// Decodes `%XX` escapes (invalid UTF-8 is replaced); other bytes are kept.
@@ -673,6 +763,32 @@ mod tests {
             let _ = scan(html);
         }
         one("<p>Hi <b>{{x}}", "mustache", Location::Html, "{{x}}");
+    }
+
+    #[test]
+    fn entities() {
+        for (input, want) in [
+            (
+                "a &lt;b&gt; &amp;amp; &nbsp;&#123;&#x7B;&#X7d;",
+                "a <b> &amp; \u{a0}{{}",
+            ),
+            (
+                "&bdquo;x&ldquo; &hearts; &auml;",
+                "\u{201e}x\u{201c} \u{2665} \u{e4}",
+            ),
+            (
+                "&nbsp &copy &#128; &#0; & &; &#xD800;",
+                "&nbsp &copy \u{20ac} \u{fffd} & &; \u{fffd}",
+            ),
+            (
+                "Tom & Jerry &unknownname; &#99999999999;",
+                "Tom & Jerry &unknownname; \u{fffd}",
+            ),
+        ] {
+            let mut out = String::new();
+            decode_entities(input, &mut out);
+            assert_eq!(out, want, "{input}");
+        }
     }
 
     #[test]

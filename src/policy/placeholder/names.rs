@@ -200,96 +200,152 @@ const ELEMENTS: &[&str] = &[
     "xmp",
 ];
 
-/// Whether `name` (any case) is a known element name. Names containing `-` (custom elements,
-/// AMP, MJML) or `:` (Outlook's `o:p`, `v:rect`, `w:anchorlock`) count as known too.
-pub(super) fn is_known_element(name: &[u8]) -> bool {
-    if name.contains(&b'-') || name.contains(&b':') {
-        return true;
+/// What a tag name is, as bit flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Kind(u8);
+
+impl Kind {
+    const KNOWN: u8 = 1;
+    const BLOCK: u8 = 2;
+    const VOID: u8 = 4;
+    const RAW: u8 = 8;
+
+    /// A known HTML element (or a custom or namespaced one).
+    pub(super) fn known(self) -> bool {
+        self.0 & Kind::KNOWN != 0
     }
-    let mut buf = [0u8; 24];
-    if name.len() > buf.len() || name.is_empty() {
-        return false;
+
+    /// Its start or end breaks the flow of text into a new block (for greeting detection and to
+    /// keep separate paragraphs from forming one token).
+    pub(super) fn block(self) -> bool {
+        self.0 & Kind::BLOCK != 0
     }
-    for (d, s) in buf.iter_mut().zip(name) {
-        *d = s.to_ascii_lowercase();
+
+    /// A void element: never has an end tag.
+    pub(super) fn void(self) -> bool {
+        self.0 & Kind::VOID != 0
     }
-    let Ok(lower) = std::str::from_utf8(&buf[..name.len()]) else {
-        return false;
-    };
-    ELEMENTS.binary_search(&lower).is_ok()
+
+    /// Raw text a mail client does not show as body text (`<style>`, `<script>`, `<title>`…).
+    pub(super) fn raw_hidden(self) -> bool {
+        self.0 & Kind::RAW != 0
+    }
 }
 
-/// Elements whose start or end breaks the flow of text into a new block (for greeting
-/// detection and to keep separate paragraphs from forming one token).
-pub(super) fn is_block_element(name: &[u8]) -> bool {
-    const BLOCKS: &[&str] = &[
-        "address",
-        "article",
-        "aside",
-        "blockquote",
-        "body",
-        "br",
-        "caption",
-        "center",
-        "dd",
-        "details",
-        "dialog",
-        "div",
-        "dl",
-        "dt",
-        "fieldset",
-        "figcaption",
-        "figure",
-        "footer",
-        "form",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "head",
-        "header",
-        "hr",
-        "html",
-        "img",
-        "li",
-        "main",
-        "nav",
-        "ol",
-        "p",
-        "pre",
-        "section",
-        "summary",
-        "table",
-        "tbody",
-        "td",
-        "tfoot",
-        "th",
-        "thead",
-        "tr",
-        "ul",
-    ];
-    BLOCKS
+const BLOCKS: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "br",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hr",
+    "html",
+    "img",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+];
+
+const VOIDS: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+    "track", "wbr",
+];
+
+const RAW_HIDDEN: &[&str] = &[
+    "iframe", "noembed", "noframes", "script", "style", "textarea", "title", "xmp",
+];
+
+/// Packs an ASCII name of at most 16 bytes, lower-cased, into an integer (`None` otherwise).
+fn pack(name: &[u8]) -> Option<u128> {
+    if name.is_empty() || name.len() > 16 {
+        return None;
+    }
+    let mut v = 0u128;
+    for &c in name {
+        if !c.is_ascii() {
+            return None;
+        }
+        v = (v << 8) | u128::from(c.to_ascii_lowercase());
+    }
+    Some(v)
+}
+
+/// Every element name with its kind, sorted by packed name.
+static TABLE: std::sync::LazyLock<Vec<(u128, Kind)>> = std::sync::LazyLock::new(|| {
+    let mut t: Vec<(u128, Kind)> = ELEMENTS
         .iter()
-        .any(|b| b.as_bytes().eq_ignore_ascii_case(name))
+        .filter_map(|n| {
+            let mut k = Kind::KNOWN;
+            if BLOCKS.contains(n) {
+                k |= Kind::BLOCK;
+            }
+            if VOIDS.contains(n) {
+                k |= Kind::VOID;
+            }
+            if RAW_HIDDEN.contains(n) {
+                k |= Kind::RAW;
+            }
+            pack(n.as_bytes()).map(|p| (p, Kind(k)))
+        })
+        .collect();
+    t.sort_unstable_by_key(|e| e.0);
+    t
+});
+
+/// Classifies a tag name (any case). Names containing `-` (custom elements, AMP, MJML) or `:`
+/// (Outlook's `o:p`, `v:rect`, `w:anchorlock`) are known; anything else not in the WHATWG list
+/// is not.
+pub(super) fn kind(name: &[u8]) -> Kind {
+    if let Some(p) = pack(name) {
+        if let Ok(i) = TABLE.binary_search_by_key(&p, |e| e.0) {
+            return TABLE[i].1;
+        }
+    }
+    if name.contains(&b'-') || name.contains(&b':') {
+        Kind(Kind::KNOWN)
+    } else {
+        Kind(0)
+    }
 }
 
-/// Elements whose content is raw text a mail client does not show as body text.
-pub(super) fn is_hidden_raw_text(name: &[u8]) -> bool {
-    const RAW: &[&str] = &[
-        "iframe", "noembed", "noframes", "script", "style", "textarea", "title", "xmp",
-    ];
-    RAW.iter().any(|b| b.as_bytes().eq_ignore_ascii_case(name))
-}
-
-/// Void elements: never have an end tag.
-pub(super) fn is_void(name: &[u8]) -> bool {
-    const VOID: &[&str] = &[
-        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
-        "source", "track", "wbr",
-    ];
-    VOID.iter().any(|b| b.as_bytes().eq_ignore_ascii_case(name))
+/// Whether `name` (any case) is a known element name.
+pub(super) fn is_known_element(name: &[u8]) -> bool {
+    kind(name).known()
 }
 
 /// Merge-field names that on their own, between brackets or dashes, are a placeholder
@@ -523,6 +579,20 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted, ELEMENTS);
+    }
+
+    #[test]
+    fn kinds() {
+        assert!(kind(b"TD").block() && kind(b"td").known());
+        assert!(kind(b"br").void() && kind(b"br").block());
+        assert!(kind(b"Style").raw_hidden());
+        assert!(!kind(b"span").block());
+        assert!(kind(b"blockquote").block());
+        for list in [BLOCKS, VOIDS, RAW_HIDDEN] {
+            for n in list {
+                assert!(ELEMENTS.contains(n), "{n}");
+            }
+        }
     }
 
     #[test]
