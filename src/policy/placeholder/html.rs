@@ -14,7 +14,7 @@ use crate::model::Location;
 use memchr::{memchr, memmem};
 use std::borrow::Cow;
 
-/// Style properties that can hide an element (checked with their value in [`hides`]).
+/// Style properties that can hide an element (their values are checked by `Detector::hides`).
 pub(super) const HIDE_KEYWORDS: &[&str] = &[
     "display",
     "max-height",

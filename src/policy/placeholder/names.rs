@@ -349,14 +349,15 @@ pub(super) fn is_known_element(name: &[u8]) -> bool {
 }
 
 /// Merge-field names that on their own, between brackets or dashes, are a placeholder
-/// (`[Vorname]`, `-email-`). Lower case.
+/// (`[Vorname]`, `-fullname-`). Lower case. `email` and `unsubscribe` are left out on purpose:
+/// text versions of newsletters show image alt texts and link labels as `[Email]` or
+/// `[Unsubscribe]`.
 const FIELD_WORDS: &[&str] = &[
     "anrede",
     "companyname",
     "company",
     "customerid",
     "customername",
-    "email",
     "emailaddress",
     "firma",
     "firstname",
@@ -371,7 +372,6 @@ const FIELD_WORDS: &[&str] = &[
     "name",
     "salutation",
     "surname",
-    "unsubscribe",
     "username",
     "vorname",
 ];
