@@ -153,6 +153,19 @@ struct CompiledCustom {
 
 /// A compiled `[placeholder]` policy: immutable, shareable between threads, built once per
 /// policy reload.
+///
+/// ```
+/// use sendguard::model::{Location, Message};
+/// use sendguard::policy::placeholder::{Detector, PlaceholderPolicy};
+///
+/// let detector = Detector::new(&PlaceholderPolicy::default()).expect("the defaults compile");
+/// let findings = detector.scan_text("Hallo <FirstName>, Ihr Gutschein", Location::Subject);
+/// assert_eq!(findings[0].rule, "placeholder.angle");
+/// assert_eq!(findings[0].token, "<FirstName>");
+///
+/// let msg = Message::new(&b"Subject: hi\r\nContent-Type: text/html\r\n\r\n<p>Dear ,</p>"[..]);
+/// assert_eq!(detector.scan(&msg)[0].rule, "placeholder.failed-substitution");
+/// ```
 #[derive(Debug)]
 pub struct Detector {
     /// Action per family (index = position in `Family::ALL`), `None` when off.

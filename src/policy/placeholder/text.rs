@@ -306,7 +306,7 @@ fn ampscript(b: &[u8], i: usize) -> Option<(Family, usize)> {
             Some((Family::Ampscript, close + 3))
         }
         b'[' => {
-            let close = find_within(b, i + 3, 4000, b"]%%")?;
+            let close = find_within(b, i + 3, 2000, b"]%%")?;
             Some((Family::Ampscript, close + 3))
         }
         c if is_ident_start(c) => {
