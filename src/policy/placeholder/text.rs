@@ -134,8 +134,12 @@ impl Detector {
             let after_ws = rest.trim_start_matches(|ch: char| ch.is_whitespace());
             let spaced = after_ws.len() < rest.len();
             let head_len = t.len() - after_ws.len();
-            if let Some(p) = after_ws.chars().next() {
-                if matches!(p, ',' | '!' | ':' | ';') {
+            let mut next2 = after_ws.chars();
+            if let Some(p) = next2.next() {
+                // `:` and `;` only as punctuation, not as a smiley (`Hello :)`).
+                let punct = matches!(p, ',' | '!')
+                    || (matches!(p, ':' | ';') && next2.next().is_none_or(char::is_whitespace));
+                if punct {
                     if is_strong || spaced {
                         let end = head_len + 1;
                         if let Some(tok) = t.get(..end) {
@@ -511,6 +515,7 @@ mod tests {
             "{ color: red } and {x}",
             "Hallo Anna, Hi! Hello, Sehr geehrte Damen und Herren,",
             "Hier ist das, Dearborn, Michigan",
+            "Hello :) and Hi ;-)",
             "Liebe Grüße, Ihr Team",
             "Liebe Anna,",
         ] {
@@ -537,6 +542,7 @@ mod tests {
             ("Dear #NAME?,", "Dear #NAME?,"),
             ("   Guten Tag , schön", "Guten Tag ,"),
             ("Hello\u{a0},", "Hello ,"),
+            ("Dear : see below", "Dear :"),
         ];
         for (text, token) in table {
             assert_eq!(
