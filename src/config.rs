@@ -15,6 +15,9 @@ pub struct ServeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The HTTP proxy for send APIs (`[http]`, `[[http.routes]]`).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// `[guard]`: where policies and state live.

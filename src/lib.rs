@@ -12,12 +12,14 @@
 //! - [`state`]: durable control state in SQLite.
 //! - [`ratelimit`]: ramped resume.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`http`]: the HTTP proxy for email services' send APIs (one translator per dialect).
 
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod guard;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod policy;

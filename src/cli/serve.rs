@@ -83,6 +83,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(p) = &args.state_dir {
         config.guard.state_dir = p.clone();
     }
+    if let Some(a) = &args.http_listen {
+        config.http.listen = a.clone();
+    }
+    if let Some(u) = &args.http_upstream {
+        config.http.upstream = Some(u.clone());
+    }
+    if let Some(d) = &args.http_dialect {
+        config.http.dialect = d.parse()?;
+    }
     Ok(config)
 }
 
@@ -159,6 +168,23 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     // Front-ends are started here, each on its own listener.
+    {
+        let proxies = crate::http::bind(&config.http, &guard).await?;
+        if proxies.is_empty() {
+            tracing::info!(
+                "http proxy not started: no --http-upstream and no [[http.routes]] configured"
+            );
+        }
+        for (listener, proxy) in proxies {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                proxy
+                    .serve(listener, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
+    }
 
     wait_for_signals(&guard, &shutdown).await;
     tracing::info!("shutting down: draining sessions in progress");
