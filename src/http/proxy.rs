@@ -263,6 +263,21 @@ impl HttpProxy {
         }
     }
 
+    /// Judges a send request without forwarding it: `None` when it would be forwarded (possibly
+    /// with suppressed recipients stripped), else the answer the client would get. Takes a ramp
+    /// permit like a real request does.
+    pub fn check_request(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        body: &Bytes,
+    ) -> Option<Response<ProxyBody>> {
+        match self.judge(headers, path, body, None) {
+            Decision::Forward { .. } => None,
+            Decision::Refuse(a) => Some(a.into_response(self.inner.route.dialect)),
+        }
+    }
+
     fn judge(
         &self,
         headers: &HeaderMap,
