@@ -34,7 +34,9 @@
 //! - `sendgrid`: `POST /v3/mail/send` (JSON).
 //! - `mailgun`: `POST /v3/{domain}/messages` (multipart or urlencoded form) and
 //!   `POST /v3/{domain}/messages.mime` (multipart with a `message` file part).
-//! - `postmark`: `POST /email`, `POST /email/batch` (JSON).
+//! - `postmark`: `POST /email`, `POST /email/batch`, `POST /email/withTemplate`,
+//!   `POST /email/batchWithTemplates` (JSON; a template send's content is stored at Postmark, so
+//!   its envelope and its `TemplateModel` values are what is judged).
 //! - `raw`: `POST /v1/messages`, an `message/rfc822` body with the envelope in `X-Sendguard-From`,
 //!   `X-Sendguard-To` (comma list, repeatable), `X-Sendguard-Campaign`, `X-Sendguard-Tenant`.
 
@@ -63,7 +65,7 @@ pub enum Dialect {
     Sendgrid,
     /// Mailgun `POST /v3/{domain}/messages` and `/messages.mime`.
     Mailgun,
-    /// Postmark `POST /email` and `/email/batch`.
+    /// Postmark `POST /email`, `/email/batch`, `/email/withTemplate`, `/email/batchWithTemplates`.
     Postmark,
     /// sendguard's own raw endpoint `POST /v1/messages` (RFC 5322 body, envelope in headers).
     Raw,

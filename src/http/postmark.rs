@@ -1,8 +1,11 @@
-//! Postmark `POST /email` (one message) and `POST /email/batch` (a list of them).
+//! Postmark `POST /email` (one message), `POST /email/batch` (a list of them), and the template
+//! sends `POST /email/withTemplate` and `POST /email/batchWithTemplates` (`{"Messages": [...]}`).
 //!
 //! Merge tags: a message with a `TemplateModel` has its `{{name}}` tags in `Subject`,
 //! `HtmlBody` and `TextBody` rendered from that model; a tag the model has no value for is
-//! [`Reject::MissingData`].
+//! [`Reject::MissingData`]. A template send carries no content (the template is stored at
+//! Postmark): its envelope is judged (pauses, suppression) and the model's text values are
+//! checked for leaks, since Postmark does not render tags inside them.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -58,16 +61,75 @@ fn malformed(e: serde_json::Error) -> Reject {
     Reject::Malformed(format!("invalid email body: {e}"))
 }
 
-fn batch(req: &Req<'_>) -> bool {
-    req.path.trim_end_matches('/').ends_with("/batch")
+/// The Postmark send endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `/email`
+    Single,
+    /// `/email/batch`
+    Batch,
+    /// `/email/withTemplate`
+    Template,
+    /// `/email/batchWithTemplates`
+    TemplateBatch,
+}
+
+impl Endpoint {
+    /// The endpoint of a request path, `None` for anything that is not a send.
+    pub(crate) fn of(path: &str) -> Option<Endpoint> {
+        let p = path.trim_end_matches('/');
+        [
+            ("/email", Endpoint::Single),
+            ("/email/batch", Endpoint::Batch),
+            ("/email/withTemplate", Endpoint::Template),
+            ("/email/batchWithTemplates", Endpoint::TemplateBatch),
+        ]
+        .into_iter()
+        .find(|(n, _)| p.eq_ignore_ascii_case(n))
+        .map(|(_, e)| e)
+    }
+
+    fn batch(self) -> bool {
+        matches!(self, Endpoint::Batch | Endpoint::TemplateBatch)
+    }
+
+    fn template(self) -> bool {
+        matches!(self, Endpoint::Template | Endpoint::TemplateBatch)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TemplateBatch<'a> {
+    #[serde(borrow)]
+    messages: Vec<Email<'a>>,
+}
+
+fn endpoint(req: &Req<'_>) -> Endpoint {
+    Endpoint::of(req.path).unwrap_or(Endpoint::Single)
+}
+
+fn model_texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| model_texts(x, out)),
+        Value::Object(o) => o.values().for_each(|x| model_texts(x, out)),
+        _ => {}
+    }
 }
 
 /// Translates `/email` (one unit) or `/email/batch` (one unit per message).
 pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
-    let emails: Vec<Email<'a>> = if batch(req) {
-        serde_json::from_slice(req.body).map_err(malformed)?
-    } else {
-        vec![serde_json::from_slice(req.body).map_err(malformed)?]
+    let ep = endpoint(req);
+    let emails: Vec<Email<'a>> = match ep {
+        Endpoint::Batch => serde_json::from_slice(req.body).map_err(malformed)?,
+        Endpoint::TemplateBatch => {
+            let b: TemplateBatch<'a> = serde_json::from_slice(req.body).map_err(malformed)?;
+            b.messages
+        }
+        Endpoint::Single | Endpoint::Template => {
+            vec![serde_json::from_slice(req.body).map_err(malformed)?]
+        }
     };
     if emails.is_empty() {
         return Err(Reject::Malformed(
@@ -77,17 +139,22 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
     let n = emails.len();
     let mut units = Vec::with_capacity(n);
     for (i, e) in emails.into_iter().enumerate() {
-        let label = if batch(req) {
+        let label = if ep.batch() {
             format!("message [{i}]")
         } else {
             String::new()
         };
-        units.push(unit(req, e, label)?);
+        units.push(unit(req, e, label, ep.template())?);
     }
     Ok(units)
 }
 
-fn unit<'a>(req: &Req<'a>, e: Email<'a>, label: String) -> Result<Unit<'a>, Reject> {
+fn unit<'a>(
+    req: &Req<'a>,
+    e: Email<'a>,
+    label: String,
+    template: bool,
+) -> Result<Unit<'a>, Reject> {
     let mut recipients = Vec::new();
     for list in [&e.to, &e.cc, &e.bcc].into_iter().flatten() {
         recipients.extend(
@@ -149,6 +216,16 @@ fn unit<'a>(req: &Req<'a>, e: Email<'a>, label: String) -> Result<Unit<'a>, Reje
     for h in &e.headers {
         u.headers
             .push((Cow::Owned(h.name.clone()), Cow::Owned(h.value.clone())));
+    }
+    if template {
+        let mut texts = Vec::new();
+        if let Some(m) = &e.template_model {
+            model_texts(m, &mut texts);
+        }
+        u.text = texts.into_iter().map(Cow::Owned).collect();
+        u.recipients = recipients;
+        u.label = label;
+        return Ok(u);
     }
     let first = recipients.first().cloned().unwrap_or_default();
     let render = |text: Cow<'a, str>, w: &str| -> Result<Cow<'a, str>, Reject> {
@@ -220,8 +297,14 @@ fn strip_one(msg: &mut Value, suppressed: &HashSet<String>) -> Result<(usize, us
 /// recipient is dropped.
 pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Stripped, Reject> {
     let mut v: Value = serde_json::from_slice(req.body).map_err(malformed)?;
-    let (removed, remaining) = if batch(req) {
-        let Some(list) = v.as_array_mut() else {
+    let ep = endpoint(req);
+    let (removed, remaining) = if ep.batch() {
+        let list = if ep == Endpoint::TemplateBatch {
+            v.get_mut("Messages").and_then(Value::as_array_mut)
+        } else {
+            v.as_array_mut()
+        };
+        let Some(list) = list else {
             return Err(Reject::Malformed(
                 "invalid email body: a batch is a list".into(),
             ));
@@ -312,6 +395,28 @@ mod tests {
     }
 
     #[test]
+    fn template_sends_check_envelope_and_model() {
+        with(
+            "/email/batchWithTemplates",
+            r#"{"Messages":[{"From":"n@s.test","To":"a@x.test","TemplateAlias":"welcome",
+                "TemplateModel":{"name":"Anna","items":[{"t":"{{oops}}"}]}}]}"#,
+            |r| {
+                let u = parse(r).unwrap();
+                assert_eq!(u[0].recipients, ["a@x.test"]);
+                assert!(u[0].text.iter().any(|t| t == "{{oops}}"));
+                let s: HashSet<String> = ["a@x.test".to_string()].into();
+                let st = strip(r, &s).unwrap();
+                assert_eq!((st.removed, st.remaining), (1, 0));
+            },
+        );
+        assert_eq!(
+            Endpoint::of("/email/withtemplate/"),
+            Some(Endpoint::Template)
+        );
+        assert_eq!(Endpoint::of("/email/outbound"), None);
+    }
+
+    #[test]
     fn strips_lists() {
         let s: HashSet<String> = ["b@x.test".to_string()].into();
         with(
@@ -328,11 +433,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512), batch in proptest::bool::ANY) {
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512), k in 0usize..4) {
             let route = route();
             let headers = http::HeaderMap::new();
             let body = Bytes::from(b);
-            let path = if batch { "/email/batch" } else { "/email" };
+            let path = ["/email", "/email/batch", "/email/withTemplate", "/email/batchWithTemplates"][k];
             let req = Req { path, headers: &headers, body: &body, route: &route };
             let _ = parse(&req);
             let _ = strip(&req, &HashSet::new());

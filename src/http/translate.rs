@@ -119,7 +119,7 @@ pub(crate) fn is_send(dialect: Dialect, method: &http::Method, path: &str) -> bo
     match dialect {
         Dialect::Sendgrid => path == "/v3/mail/send",
         Dialect::Mailgun => mailgun_domain(path).is_some(),
-        Dialect::Postmark => path == "/email" || path == "/email/batch",
+        Dialect::Postmark => super::postmark::Endpoint::of(path).is_some(),
         Dialect::Raw => path == "/v1/messages",
     }
 }
