@@ -69,6 +69,30 @@ pub struct StandIn {
 impl StandIn {
     /// Starts a stand-in answering like `dialect` (`sendgrid`, `mailgun`, `postmark`, `raw`).
     pub async fn start(dialect: &str) -> StandIn {
+        Self::start_inner(dialect, None).await
+    }
+
+    /// Starts a stand-in speaking TLS with this certificate and PKCS #8 key (DER).
+    pub async fn start_tls(dialect: &str, cert: Vec<u8>, key: Vec<u8>) -> StandIn {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls_pki_types::CertificateDer::from(cert)],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .expect("tls config");
+        Self::start_inner(
+            dialect,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_inner(dialect: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> StandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind stand-in");
@@ -81,42 +105,16 @@ impl StandIn {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (s, r) = (s.clone(), r.clone());
+                let (s, r, tls) = (s.clone(), r.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (s, r) = (s.clone(), r.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            s.lock().unwrap().push(Recorded {
-                                method: parts.method.to_string(),
-                                path: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default(),
-                                headers: parts.headers,
-                                body,
-                            });
-                            let reply = r.lock().unwrap().clone();
-                            let mut resp = Response::new(Full::new(reply.body));
-                            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
-                            for (n, v) in reply.headers {
-                                resp.headers_mut().append(
-                                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                                    HeaderValue::from_str(&v).unwrap(),
-                                );
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_conn(stream, s, r).await;
                             }
-                            Ok::<_, std::convert::Infallible>(resp)
                         }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                        None => serve_conn(stream, s, r).await,
+                    }
                 });
             }
         });
@@ -153,6 +151,46 @@ impl StandIn {
         }
         self.requests()
     }
+}
+
+async fn serve_conn<IO>(io: IO, s: Arc<Mutex<Vec<Recorded>>>, r: Arc<Mutex<Reply>>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (s, r) = (s.clone(), r.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            s.lock().unwrap().push(Recorded {
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                headers: parts.headers,
+                body,
+            });
+            let reply = r.lock().unwrap().clone();
+            let mut resp = Response::new(Full::new(reply.body));
+            *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+            for (n, v) in reply.headers {
+                resp.headers_mut().append(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(&v).unwrap(),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 impl Drop for StandIn {
