@@ -15,7 +15,8 @@ use std::collections::HashSet;
 
 use super::merge;
 use super::translate::{
-    address_of, filter_list, first_field, name_of, split_addresses, Reject, Req, Stripped, Unit,
+    address_of, filter_list, first_field, name_of, split_addresses, JsonText, Reject, Req,
+    Stripped, Unit,
 };
 
 #[derive(Deserialize)]
@@ -34,9 +35,9 @@ struct Email<'a> {
     #[serde(borrow, default)]
     subject: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    html_body: Option<Cow<'a, str>>,
+    html_body: Option<JsonText<'a>>,
     #[serde(borrow, default)]
-    text_body: Option<Cow<'a, str>>,
+    text_body: Option<JsonText<'a>>,
     #[serde(default)]
     tag: Option<String>,
     #[serde(default)]
@@ -249,11 +250,11 @@ fn unit<'a>(
     if let Some(s) = e.subject.clone() {
         u.subject = Some(render(s, "Subject")?);
     }
-    if let Some(h) = e.html_body.clone() {
-        u.html.push(render(h, "HtmlBody")?);
+    if let Some(h) = e.html_body {
+        u.html.push(render(h.0, "HtmlBody")?);
     }
-    if let Some(t) = e.text_body.clone() {
-        u.text.push(render(t, "TextBody")?);
+    if let Some(t) = e.text_body {
+        u.text.push(render(t.0, "TextBody")?);
     }
     u.recipients = recipients;
     u.label = label;

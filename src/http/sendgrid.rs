@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::merge;
-use super::translate::{first_field, is_suppressed, Reject, Req, Stripped, Unit};
+use super::translate::{first_field, is_suppressed, JsonText, Reject, Req, Stripped, Unit};
 
 #[derive(Deserialize)]
 struct Mail<'a> {
@@ -74,7 +74,7 @@ struct Part<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
-    value: Cow<'a, str>,
+    value: JsonText<'a>,
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -193,7 +193,7 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
             // The content is the same for every personalization: judge it once.
             if let Some(parts) = content.take() {
                 for part in parts {
-                    push_part(&mut unit, &part.kind, part.value);
+                    push_part(&mut unit, &part.kind, part.value.0);
                 }
             }
             units.push(unit);
@@ -240,7 +240,7 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
                 } else {
                     "html"
                 };
-                let v = render(&part.value, w)?;
+                let v = render(&part.value.0, w)?;
                 push_part(&mut unit, &part.kind, Cow::Owned(v));
             }
         }
