@@ -124,3 +124,44 @@ async fn a_ramped_scope_over_its_rate_gets_429_with_retry_after() {
         statuses.iter().filter(|s| **s == 202).count()
     );
 }
+
+#[tokio::test]
+async fn repeated_leaks_trip_the_campaign_and_clean_mail_of_it_then_waits() {
+    let guard = Guard::open(GuardConfig::in_memory()).unwrap();
+    let raw = StandIn::start("raw").await;
+    let p = proxy(&guard, raw.url(), Dialect::Raw);
+    let send = |msg: &'static str| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("/v1/messages")
+            .header("x-sendguard-from", "news@shop.test")
+            .header("x-sendguard-to", "anna@customer.test")
+            .header("x-sendguard-campaign", "spring-2026")
+            .body(Full::new(Bytes::from_static(msg.as_bytes())))
+            .unwrap();
+        let p = p.clone();
+        async move {
+            let (parts, body) = p.handle(req).await.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            (
+                parts.status.as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+    };
+    let leak = "Subject: Hello <FirstName>\r\n\r\nDear <FirstName>,\r\n";
+    let clean = "Subject: Hello Anna\r\n\r\nDear Anna,\r\n";
+    for _ in 0..3 {
+        let (s, body) = send(leak).await;
+        assert_eq!(s, 422, "{body}");
+        assert!(body.contains("<FirstName>"), "{body}");
+    }
+    let (s, body) = send(clean).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("campaign spring-2026"), "{body}");
+    assert!(raw.requests().is_empty());
+}

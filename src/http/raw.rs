@@ -113,4 +113,33 @@ mod tests {
         };
         assert!(matches!(parse(&req), Err(Reject::Malformed(_))));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_and_bytes_never_panic(
+            from in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            to in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let route = HttpConfig {
+                upstream: Some("http://127.0.0.1:1".into()),
+                dialect: Dialect::Raw,
+                ..HttpConfig::default()
+            }
+            .routes()
+            .remove(0);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&from) {
+                headers.insert(FROM, v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&to) {
+                headers.insert(TO, v);
+            }
+            let body = Bytes::from(body);
+            let req = Req { path: "/v1/messages", headers: &headers, body: &body, route: &route };
+            let _ = parse(&req);
+            let s: HashSet<String> = ["a@x.test".to_string()].into();
+            let _ = strip(&req, &s);
+        }
+    }
 }
