@@ -30,6 +30,29 @@
 //! Requests to paths that are not send endpoints (statistics, suppression management of the
 //! service, …) are forwarded unchanged without a check.
 //!
+//! # Configuration
+//!
+//! ```toml
+//! [http]
+//! # One route from the top-level keys (or `serve --http-listen/--http-upstream/--http-dialect`).
+//! listen = "127.0.0.1:8025"
+//! upstream = "https://api.sendgrid.com"
+//! dialect = "sendgrid"
+//! suppressed = "refuse"            # or "strip"
+//! max_body = 31457280              # bytes; 413 above
+//! # upstream_ca = "private-ca.pem" # extra trusted CAs, added to the webpki roots
+//!
+//! [[http.routes]]                  # more listeners, each with its own dialect and upstream
+//! listen = "127.0.0.1:8027"
+//! upstream = "https://api.mailgun.net"
+//! dialect = "mailgun"
+//! suppressed = "strip"
+//! campaign_fields = ["v:campaign_id", "h:X-Campaign-Id", "o:tag"]
+//! ```
+//!
+//! Without an upstream and without routes the HTTP proxy does not start (logged at info): a send
+//! API has no local stand-in the way SMTP has a maildir.
+//!
 //! # Dialects
 //! - `sendgrid`: `POST /v3/mail/send` (JSON).
 //! - `mailgun`: `POST /v3/{domain}/messages` (multipart or urlencoded form) and
