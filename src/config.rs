@@ -21,6 +21,9 @@ pub struct ServeConfig {
     /// The SMTP front-end.
     #[serde(default)]
     pub smtp: crate::smtp::SmtpConfig,
+    /// The HTTP proxy for send APIs (`[http]`, `[[http.routes]]`).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// `[guard]`: where policies and state live.

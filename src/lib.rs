@@ -15,6 +15,7 @@
 //! - [`admin`]: the admin API (pause, resume, status, suppressions, reload, metrics).
 //! - [`alerts`]: the alert webhook told about every pause, resume and expiry.
 //! - [`smtp`]: the SMTP front-end (codec, session, replies, upstream, server).
+//! - [`http`]: the HTTP proxy for email services' send APIs (one translator per dialect).
 
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod guard;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod policy;

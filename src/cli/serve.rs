@@ -92,6 +92,15 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if let Some(u) = &args.smtp_upstream {
         config.smtp.upstream = u.clone();
     }
+    if let Some(a) = &args.http_listen {
+        config.http.listen = a.clone();
+    }
+    if let Some(u) = &args.http_upstream {
+        config.http.upstream = Some(u.clone());
+    }
+    if let Some(d) = &args.http_dialect {
+        config.http.dialect = d.parse()?;
+    }
     Ok(config)
 }
 
@@ -202,6 +211,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         let alerts = crate::alerts::AlertSender::new(guard.clone())
             .context("cannot set up the alert webhook client")?;
         tasks.spawn(alerts.run(shutdown.clone()));
+    }
+
+    // HTTP proxy for send APIs.
+    {
+        let proxies = crate::http::bind(&config.http, &guard).await?;
+        if proxies.is_empty() {
+            tracing::info!(
+                "http proxy not started: no --http-upstream and no [[http.routes]] configured"
+            );
+        }
+        for (listener, proxy) in proxies {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                proxy
+                    .serve(listener, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
     }
 
     wait_for_signals(&guard, &shutdown).await;

@@ -1,0 +1,355 @@
+//! What every dialect translates a request into: the messages the service would send, each with
+//! its envelope and decoded content, borrowed from the request body where possible.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use super::{Dialect, Route};
+use crate::model::{Content, Envelope, Message};
+
+/// One message the service would send: the unit the guard judges.
+#[derive(Debug, Default)]
+pub(crate) struct Unit<'a> {
+    /// Where it is in the request (`personalizations[1]`, `message 3`), empty for a single one.
+    pub label: String,
+    /// The sender address.
+    pub sender: String,
+    /// Every recipient (to, cc, bcc), in request order.
+    pub recipients: Vec<String>,
+    /// Campaign from the dialect's fields.
+    pub campaign: Option<String>,
+    /// Tenant from the dialect's fields.
+    pub tenant: Option<String>,
+    /// Subject as the recipient would see it.
+    pub subject: Option<Cow<'a, str>>,
+    /// Display names of the sender and reply-to.
+    pub names: Vec<Cow<'a, str>>,
+    /// Text bodies.
+    pub text: Vec<Cow<'a, str>>,
+    /// HTML bodies.
+    pub html: Vec<Cow<'a, str>>,
+    /// Custom headers (for campaign lookup by the policies' identity headers).
+    pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// A whole MIME message (Mailgun `messages.mime`, raw), judged with `check_message`.
+    pub mime: Option<Bytes>,
+}
+
+impl<'a> Unit<'a> {
+    /// The envelope to judge.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            sender: self.sender.clone(),
+            recipients: self.recipients.clone(),
+            campaign: self.campaign.clone(),
+            tenant: self.tenant.clone(),
+            ..Envelope::default()
+        }
+    }
+
+    /// The decoded content, borrowing from the unit.
+    pub fn content(&self) -> Content<'_> {
+        Content {
+            subject: self.subject.as_deref(),
+            names: self.names.iter().map(|c| c.as_ref()).collect(),
+            text: self.text.iter().map(|c| c.as_ref()).collect(),
+            html: self.html.iter().map(|c| c.as_ref()).collect(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_ref(), v.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// The MIME message, when the unit carries one.
+    pub fn message(&self) -> Option<Message> {
+        self.mime.clone().map(Message::new)
+    }
+}
+
+/// A request that cannot be judged as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// The body does not parse, or lacks what the dialect requires.
+    Malformed(String),
+    /// A merge tag in the content has no substitution data for a recipient.
+    MissingData {
+        /// The tag as written.
+        token: String,
+        /// The recipient lacking a value.
+        recipient: String,
+        /// Where the tag is (`subject`, `html`, `text`, with the message label).
+        location: String,
+    },
+}
+
+/// The request as a translator sees it.
+pub(crate) struct Req<'a> {
+    /// The request path (without the query).
+    pub path: &'a str,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The whole body.
+    pub body: &'a Bytes,
+    /// The route's settings.
+    pub route: &'a Route,
+}
+
+/// The body (and headers) after suppressed recipients were removed.
+#[derive(Debug)]
+pub(crate) struct Stripped {
+    /// The new body.
+    pub body: Bytes,
+    /// Headers to set on the forwarded request (replacing any of the same name).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Recipients removed.
+    pub removed: usize,
+    /// Recipients left.
+    pub remaining: usize,
+}
+
+/// Whether a request is a send the dialect knows (everything else is forwarded unchecked).
+pub(crate) fn is_send(dialect: Dialect, method: &http::Method, path: &str) -> bool {
+    if method != http::Method::POST {
+        return false;
+    }
+    let path = path.trim_end_matches('/');
+    match dialect {
+        Dialect::Sendgrid => path == "/v3/mail/send",
+        Dialect::Mailgun => mailgun_domain(path).is_some(),
+        Dialect::Postmark => super::postmark::Endpoint::of(path).is_some(),
+        Dialect::Raw => path == "/v1/messages",
+    }
+}
+
+/// The `{domain}` of a Mailgun `/v3/{domain}/messages[.mime]` path, and whether it is `.mime`.
+pub(crate) fn mailgun_domain(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/v3/")?;
+    let (domain, tail) = rest.split_once('/')?;
+    if domain.is_empty() {
+        return None;
+    }
+    match tail {
+        "messages" => Some((domain, false)),
+        "messages.mime" => Some((domain, true)),
+        _ => None,
+    }
+}
+
+/// Translates a send request into the messages to judge.
+pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
+    match req.route.dialect {
+        Dialect::Sendgrid => super::sendgrid::parse(req),
+        Dialect::Mailgun => super::mailgun::parse(req),
+        Dialect::Postmark => super::postmark::parse(req),
+        Dialect::Raw => super::raw::parse(req),
+    }
+}
+
+/// Removes the suppressed recipients (lower-cased addresses) from the request.
+pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Stripped, Reject> {
+    match req.route.dialect {
+        Dialect::Sendgrid => super::sendgrid::strip(req, suppressed),
+        Dialect::Mailgun => super::mailgun::strip(req, suppressed),
+        Dialect::Postmark => super::postmark::strip(req, suppressed),
+        Dialect::Raw => super::raw::strip(req, suppressed),
+    }
+}
+
+/// Splits an address list (`"Anna" <anna@x.test>, bob@y.test`) into its items, each as
+/// `(item text, address)`. Commas inside quotes or angle brackets do not split.
+pub(crate) fn split_addresses(s: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut angle = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' if !angle => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' | ';' if !quoted && !angle => {
+                push_item(&mut out, &s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    push_item(&mut out, &s[start..]);
+    out
+}
+
+fn push_item<'a>(out: &mut Vec<(&'a str, &'a str)>, item: &'a str) {
+    let item = item.trim();
+    if item.is_empty() {
+        return;
+    }
+    out.push((item, address_of(item)));
+}
+
+/// The address of one list item: inside the last `<…>` when there is one.
+pub(crate) fn address_of(item: &str) -> &str {
+    if let (Some(l), Some(r)) = (item.rfind('<'), item.rfind('>')) {
+        if l < r {
+            return item[l + 1..r].trim();
+        }
+    }
+    item.trim().trim_matches('"').trim()
+}
+
+/// The display name of one list item (`"Anna Example" <a@x>` → `Anna Example`), if any.
+pub(crate) fn name_of(item: &str) -> Option<&str> {
+    let l = item.rfind('<')?;
+    let n = item[..l].trim().trim_matches('"').trim();
+    (!n.is_empty()).then_some(n)
+}
+
+/// Whether an address is in the suppressed set (compared lower-cased).
+pub(crate) fn is_suppressed(suppressed: &HashSet<String>, address: &str) -> bool {
+    suppressed.contains(&crate::model::normalize_address(address))
+}
+
+/// Rewrites an address list keeping only the items that are not suppressed; returns the new
+/// list and how many items were removed.
+pub(crate) fn filter_list(list: &str, suppressed: &HashSet<String>) -> (String, usize, usize) {
+    let items = split_addresses(list);
+    let total = items.len();
+    let kept: Vec<&str> = items
+        .into_iter()
+        .filter(|(_, a)| !is_suppressed(suppressed, a))
+        .map(|(i, _)| i)
+        .collect();
+    let removed = total - kept.len();
+    let remaining = kept.len();
+    (kept.join(", "), removed, remaining)
+}
+
+/// Whether the request is signed over its body (AWS SigV4 and alike).
+pub(crate) fn signed_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("AWS4-HMAC-SHA256"))
+        || headers.contains_key("x-amz-content-sha256")
+}
+
+/// The first non-empty value of `fields`, looked up with `lookup`.
+pub(crate) fn first_field<'f>(
+    fields: &'f [String],
+    mut lookup: impl FnMut(&'f str) -> Option<String>,
+) -> Option<String> {
+    fields.iter().find_map(|f| {
+        lookup(f)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// A JSON string field holding a large body (HTML, text), decoded on serde_json's byte path:
+/// escapes are processed as usual, the scan for the closing quote is vectorised (`memchr2`),
+/// and UTF-8 is validated once here. Raw control characters inside the string are accepted
+/// (the upstream judges JSON validity); the content is checked all the same.
+#[derive(Debug, Default)]
+pub(crate) struct JsonText<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonText<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_bytes<E: serde::de::Error>(
+                self,
+                v: &'de [u8],
+            ) -> Result<Self::Value, E> {
+                std::str::from_utf8(v)
+                    .map(|s| JsonText(Cow::Borrowed(s)))
+                    .map_err(|_| E::custom("string is not valid UTF-8"))
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                std::str::from_utf8(v)
+                    .map(|s| JsonText(Cow::Owned(s.to_string())))
+                    .map_err(|_| E::custom("string is not valid UTF-8"))
+            }
+
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                String::from_utf8(v)
+                    .map(|s| JsonText(Cow::Owned(s)))
+                    .map_err(|_| E::custom("string is not valid UTF-8"))
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(JsonText(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonText(Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonText(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_text_decodes_escapes_and_borrows_plain_strings() {
+        #[derive(serde::Deserialize)]
+        struct T<'a> {
+            #[serde(borrow)]
+            v: JsonText<'a>,
+        }
+        let t: T<'_> = serde_json::from_slice(br#"{"v":"plain"}"#).unwrap();
+        assert!(matches!(t.v.0, Cow::Borrowed("plain")));
+        let t: T<'_> = serde_json::from_slice(br#"{"v":"a\n\"b\u00e9\ud83d\ude00"}"#).unwrap();
+        assert_eq!(t.v.0, "a\n\"b\u{e9}\u{1f600}");
+        assert!(serde_json::from_slice::<T<'_>>(br#"{"v":"\ud800"}"#).is_err());
+        assert!(serde_json::from_slice::<T<'_>>(br#"{"v":[1]}"#).is_err());
+        assert!(serde_json::from_slice::<T<'_>>(b"{\"v\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn splits_lists() {
+        let l = split_addresses(r#""Doe, Jane" <jane@x.test>, bob@y.test;  , <c@z.test>"#);
+        assert_eq!(
+            l.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            ["jane@x.test", "bob@y.test", "c@z.test"]
+        );
+        assert_eq!(name_of(l[0].0), Some("Doe, Jane"));
+        assert_eq!(name_of(l[1].0), None);
+        let s: HashSet<String> = ["bob@y.test".to_string()].into();
+        let (kept, removed, remaining) = filter_list("Bob@Y.test, a@b.test", &s);
+        assert_eq!((kept.as_str(), removed, remaining), ("a@b.test", 1, 1));
+        assert_eq!(
+            mailgun_domain("/v3/mg.x.test/messages"),
+            Some(("mg.x.test", false))
+        );
+        assert_eq!(
+            mailgun_domain("/v3/mg.x.test/messages.mime"),
+            Some(("mg.x.test", true))
+        );
+        assert_eq!(mailgun_domain("/v3/mg.x.test/events"), None);
+    }
+}

@@ -1,0 +1,482 @@
+//! The HTTP proxy in the real daemon, with recording stand-ins of the email services as its
+//! upstreams: what passes arrives byte for byte, what is stopped gets the documented answer and
+//! never reaches the service.
+
+mod common;
+#[path = "common/http_standin.rs"]
+mod http_standin;
+
+use common::{free_port, Daemon};
+use http_standin::{send, Reply, StandIn};
+use std::net::SocketAddr;
+
+fn addr(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+/// `[http]` with one route per `(listen port, upstream, dialect, extra keys)`.
+fn config(routes: &[(u16, String, &str, &str)]) -> String {
+    let mut s = String::from("[http]\n");
+    for (port, up, dialect, extra) in routes {
+        s.push_str(&format!(
+            "[[http.routes]]\nlisten = \"127.0.0.1:{port}\"\nupstream = \"{up}\"\ndialect = \"{dialect}\"\n{extra}\n"
+        ));
+    }
+    s
+}
+
+const SG_CLEAN: &str = r#"{"personalizations":[{"to":[{"email":"anna@customer.test","name":"Anna"}]}],"from":{"email":"news@shop.test","name":"Shop News"},"subject":"Your spring update","content":[{"type":"text/plain","value":"Hello Anna,\nnew arrivals."},{"type":"text/html","value":"<p>Hello Anna,</p>\n<p>new arrivals.</p>"}],"custom_args":{"campaign_id":"spring-2026"},"categories":["newsletter"]}"#;
+
+const PM_CLEAN: &str = r#"{"From":"Shop <news@shop.test>","To":"anna@customer.test","Subject":"Your order","TextBody":"Hello Anna","HtmlBody":"<p>Hello Anna</p>","Tag":"orders","MessageStream":"outbound"}"#;
+
+const MG_BOUNDARY: &str = "mgB0undary";
+
+fn mailgun_multipart(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in fields {
+        b.extend_from_slice(
+            format!(
+                "--{MG_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    b.extend_from_slice(format!("--{MG_BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+const RAW_MSG: &str = "From: Shop <news@shop.test>\r\nTo: anna@customer.test\r\nSubject: Your spring update\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Anna,\r\nnew arrivals.\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_requests_arrive_byte_identical_in_every_dialect() {
+    let sg = StandIn::start("sendgrid").await;
+    let mg = StandIn::start("mailgun").await;
+    let pm = StandIn::start("postmark").await;
+    let raw = StandIn::start("raw").await;
+    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", ""),
+        (ports[1], mg.url(), "mailgun", ""),
+        (ports[2], pm.url(), "postmark", ""),
+        (ports[3], raw.url(), "raw", ""),
+    ]);
+    let d = Daemon::start(&cfg, &ports);
+
+    let a = send(
+        addr(ports[0]),
+        "POST",
+        "/v3/mail/send",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer SG.key"),
+        ],
+        SG_CLEAN,
+    )
+    .await;
+    assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
+    assert_eq!(a.header("x-message-id").as_deref(), Some("standin-1"));
+    let r = sg.wait_for(1).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].method, "POST");
+    assert_eq!(r[0].path, "/v3/mail/send");
+    assert_eq!(&r[0].body[..], SG_CLEAN.as_bytes());
+    assert_eq!(r[0].headers["authorization"], "Bearer SG.key");
+    assert_eq!(r[0].headers["host"], sg.addr.to_string());
+
+    let body = mailgun_multipart(&[
+        ("from", "Shop <news@shop.test>"),
+        ("to", "anna@customer.test, Bob <bob@customer.test>"),
+        ("subject", "Your spring update"),
+        ("text", "Hello Anna"),
+        ("o:tag", "spring-2026"),
+    ]);
+    let ct = format!("multipart/form-data; boundary={MG_BOUNDARY}");
+    let a = send(
+        addr(ports[1]),
+        "POST",
+        "/v3/mg.shop.test/messages",
+        &[
+            ("content-type", &ct),
+            ("authorization", "Basic YXBpOmtleQ=="),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["message"], "Queued. Thank you.");
+    let r = mg.wait_for(1).await;
+    assert_eq!(&r[0].body[..], &body[..]);
+    assert_eq!(r[0].path, "/v3/mg.shop.test/messages");
+    assert_eq!(r[0].headers["content-type"], ct.as_str());
+
+    let form = "from=news%40shop.test&to=anna%40customer.test&subject=Hi&text=Hello";
+    let a = send(
+        addr(ports[1]),
+        "POST",
+        "/v3/mg.shop.test/messages",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(&mg.wait_for(2).await[1].body[..], form.as_bytes());
+
+    let a = send(
+        addr(ports[2]),
+        "POST",
+        "/email",
+        &[
+            ("content-type", "application/json"),
+            ("x-postmark-server-token", "tok"),
+        ],
+        PM_CLEAN,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = pm.wait_for(1).await;
+    assert_eq!(&r[0].body[..], PM_CLEAN.as_bytes());
+    assert_eq!(r[0].headers["x-postmark-server-token"], "tok");
+
+    let a = send(
+        addr(ports[3]),
+        "POST",
+        "/v1/messages",
+        &[
+            ("content-type", "message/rfc822"),
+            ("x-sendguard-from", "news@shop.test"),
+            ("x-sendguard-to", "anna@customer.test"),
+            ("x-sendguard-campaign", "spring-2026"),
+        ],
+        RAW_MSG,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = raw.wait_for(1).await;
+    assert_eq!(&r[0].body[..], RAW_MSG.as_bytes());
+    assert_eq!(r[0].headers["x-sendguard-to"], "anna@customer.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() {
+    let sg = StandIn::start("sendgrid").await;
+    let pm = StandIn::start("postmark").await;
+    let mg = StandIn::start("mailgun").await;
+    let ports = [free_port(), free_port(), free_port()];
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", ""),
+        (ports[1], pm.url(), "postmark", ""),
+        (ports[2], mg.url(), "mailgun", ""),
+    ]);
+    let _d = Daemon::start(&cfg, &ports);
+    let json = [("content-type", "application/json")];
+
+    // A leak in the subject.
+    let leak = SG_CLEAN.replace("Your spring update", "Hello {{first_name}}");
+    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    let msg = a.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("{{first_name}}") && msg.contains("subject"),
+        "{msg}"
+    );
+    assert_eq!(
+        a.header("x-sendguard-refusal").as_deref(),
+        Some("placeholder")
+    );
+
+    // A merge tag with data for one personalization but not the other.
+    let missing = r#"{"template_id":"d-1","personalizations":[
+        {"to":[{"email":"anna@customer.test"}],"dynamic_template_data":{"first":"Anna"}},
+        {"to":[{"email":"bob@customer.test"}],"dynamic_template_data":{}}],
+        "from":{"email":"news@shop.test"},"subject":"Hi {{first}}",
+        "content":[{"type":"text/html","value":"<p>Hi {{first}}</p>"}]}"#;
+    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, missing).await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    let msg = a.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("{{first}}") && msg.contains("bob@customer.test") && msg.contains("subject"),
+        "{msg}"
+    );
+
+    // The same tags with data for everyone are rendered by the service: they pass.
+    let complete = missing.replace(
+        "\"dynamic_template_data\":{}",
+        "\"dynamic_template_data\":{\"first\":\"Bob\"}",
+    );
+    let a = send(
+        addr(ports[0]),
+        "POST",
+        "/v3/mail/send",
+        &json,
+        complete.clone(),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    let r = sg.wait_for(1).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(&r[0].body[..], complete.as_bytes());
+
+    // A suppressed recipient (the shipped list suppresses @example.invalid).
+    let supp = PM_CLEAN.replace(
+        "\"To\":\"anna@customer.test\"",
+        "\"To\":\"anna@customer.test, gone@example.invalid\"",
+    );
+    let a = send(addr(ports[1]), "POST", "/email", &json, supp).await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert_eq!(a.json()["ErrorCode"], 406);
+    assert!(a.json()["Message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("gone@example.invalid"));
+
+    // Mailgun's %recipient.x% without a value for one recipient.
+    let body = mailgun_multipart(&[
+        ("from", "news@shop.test"),
+        ("to", "anna@customer.test, bob@customer.test"),
+        ("subject", "Hi %recipient.first%"),
+        ("text", "Hello"),
+        (
+            "recipient-variables",
+            r#"{"anna@customer.test":{"first":"Anna"}}"#,
+        ),
+    ]);
+    let ct = format!("multipart/form-data; boundary={MG_BOUNDARY}");
+    let a = send(
+        addr(ports[2]),
+        "POST",
+        "/v3/mg.shop.test/messages",
+        &[("content-type", &ct)],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    let m = a.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        m.contains("%recipient.first%") && m.contains("bob@customer.test"),
+        "{m}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(sg.requests().len(), 1);
+    assert!(pm.requests().is_empty());
+    assert!(mg.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_mode_forwards_exactly_the_remaining_recipients() {
+    let sg = StandIn::start("sendgrid").await;
+    let mg = StandIn::start("mailgun").await;
+    let raw = StandIn::start("raw").await;
+    let ports = [free_port(), free_port(), free_port()];
+    let strip = "suppressed = \"strip\"";
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", strip),
+        (ports[1], mg.url(), "mailgun", strip),
+        (ports[2], raw.url(), "raw", strip),
+    ]);
+    let _d = Daemon::start(&cfg, &ports);
+
+    let body = r#"{"personalizations":[
+        {"to":[{"email":"anna@customer.test"},{"email":"gone@example.invalid"}],"cc":[{"email":"x@example.invalid"}]},
+        {"to":[{"email":"only@example.invalid"}]}],
+        "from":{"email":"news@shop.test"},"subject":"Hi","content":[{"type":"text/plain","value":"Hello"}],
+        "send_at":1800000000}"#;
+    let a = send(
+        addr(ports[0]),
+        "POST",
+        "/v3/mail/send",
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(a.header("x-sendguard-suppressed").as_deref(), Some("3"));
+    let r = sg.wait_for(1).await;
+    let got: serde_json::Value = serde_json::from_slice(&r[0].body).unwrap();
+    assert_eq!(
+        got["personalizations"],
+        serde_json::json!([{"to": [{"email": "anna@customer.test"}]}])
+    );
+    assert_eq!(got["send_at"], 1800000000);
+    assert_eq!(got["content"][0]["value"], "Hello");
+
+    let form = "from=news%40shop.test&to=anna%40customer.test%2C+gone%40example.invalid&subject=Hi&text=Hello";
+    let a = send(
+        addr(ports[1]),
+        "POST",
+        "/v3/mg.shop.test/messages",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-sendguard-suppressed").as_deref(), Some("1"));
+    let r = mg.wait_for(1).await;
+    assert_eq!(
+        String::from_utf8_lossy(&r[0].body),
+        "from=news%40shop.test&to=anna%40customer.test&subject=Hi&text=Hello"
+    );
+
+    let a = send(
+        addr(ports[2]),
+        "POST",
+        "/v1/messages",
+        &[
+            ("x-sendguard-from", "news@shop.test"),
+            ("x-sendguard-to", "gone@example.invalid, anna@customer.test"),
+        ],
+        RAW_MSG,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let r = raw.wait_for(1).await;
+    assert_eq!(r[0].headers["x-sendguard-to"], "anna@customer.test");
+    assert_eq!(&r[0].body[..], RAW_MSG.as_bytes());
+
+    // Signed over its body: only refusal is possible.
+    let a = send(
+        addr(ports[2]),
+        "POST",
+        "/v1/messages",
+        &[
+            ("x-sendguard-from", "news@shop.test"),
+            ("x-sendguard-to", "gone@example.invalid, anna@customer.test"),
+            ("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=00"),
+        ],
+        RAW_MSG,
+    )
+    .await;
+    assert_eq!(a.status, 422, "{}", a.text());
+    assert_eq!(raw.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_get_400_in_the_dialects_shape() {
+    let sg = StandIn::start("sendgrid").await;
+    let mg = StandIn::start("mailgun").await;
+    let pm = StandIn::start("postmark").await;
+    let ports = [free_port(), free_port(), free_port()];
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", ""),
+        (ports[1], mg.url(), "mailgun", ""),
+        (ports[2], pm.url(), "postmark", ""),
+    ]);
+    let d = Daemon::start(&cfg, &ports);
+    let json = [("content-type", "application/json")];
+    for bad in ["{", "[]", "null", "{\"personalizations\":7}", "\u{0}\u{ff}"] {
+        let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, bad).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text());
+        assert!(a.json()["errors"][0]["message"].is_string(), "{}", a.text());
+    }
+    let a = send(addr(ports[1]), "POST", "/v3/d.test/messages", &json, "{}").await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("multipart"));
+    let a = send(
+        addr(ports[1]),
+        "POST",
+        "/v3/d.test/messages",
+        &[("content-type", "multipart/form-data; boundary=zz")],
+        "--zz\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nnever closed",
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    let a = send(addr(ports[2]), "POST", "/email/batch", &json, "{\"To\":1}").await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(a.json()["ErrorCode"], 402);
+    // Still alive and judging.
+    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+    assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
+    assert_eq!(sg.requests().len(), 1);
+    assert!(mg.requests().is_empty() && pm.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_upstream_errors_are_relayed_unchanged() {
+    let sg = StandIn::start("sendgrid").await;
+    let dead = free_port();
+    let ports = [free_port(), free_port()];
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", ""),
+        (ports[1], format!("http://127.0.0.1:{dead}"), "sendgrid", ""),
+    ]);
+    let _d = Daemon::start(&cfg, &ports);
+    let json = [("content-type", "application/json")];
+
+    let a = send(addr(ports[1]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    assert!(a.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("upstream"));
+
+    for (status, body) in [
+        (
+            400u16,
+            r#"{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":null}]}"#,
+        ),
+        (500, "internal error"),
+        (
+            401,
+            r#"{"errors":[{"message":"The provided authorization grant is invalid."}]}"#,
+        ),
+    ] {
+        sg.reply_with(Reply {
+            status,
+            headers: vec![
+                ("x-upstream".into(), "yes".into()),
+                ("content-type".into(), "text/plain".into()),
+            ],
+            body: bytes::Bytes::from(body),
+        });
+        let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+        assert_eq!(a.status, status);
+        assert_eq!(a.text(), body);
+        assert_eq!(a.header("x-upstream").as_deref(), Some("yes"));
+        assert_eq!(a.header("content-type").as_deref(), Some("text/plain"));
+        assert!(a.header("x-sendguard-refusal").is_none());
+    }
+    // Paths that are not sends are forwarded unchecked.
+    sg.reply_with(Reply::success("sendgrid"));
+    let a = send(
+        addr(ports[0]),
+        "GET",
+        "/v3/stats?start_date=2026-01-01",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(a.status, 202);
+    assert_eq!(
+        sg.requests().last().unwrap().path,
+        "/v3/stats?start_date=2026-01-01"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let sg = StandIn::start("sendgrid").await;
+    let port = free_port();
+    let cfg = format!("{}\nmax_body = 1024\n", config(&[]))
+        + &config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "");
+    let _d = Daemon::start(&cfg, &[port]);
+    let big = SG_CLEAN.replace("new arrivals.", &"x".repeat(4000));
+    let a = send(
+        addr(port),
+        "POST",
+        "/v3/mail/send",
+        &[("content-type", "application/json")],
+        big,
+    )
+    .await;
+    assert_eq!(a.status, 413, "{}", a.text());
+    assert!(sg.requests().is_empty());
+}
