@@ -18,6 +18,8 @@
 pub mod cli;
 pub mod config;
 pub mod guard;
+pub mod incident;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod policy;
