@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod apology;
 pub mod cli;
 pub mod config;
 pub mod guard;
