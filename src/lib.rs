@@ -18,11 +18,13 @@
 pub mod apology;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod guard;
 pub mod incident;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod policy;
 pub mod ratelimit;
 pub mod state;
