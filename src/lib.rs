@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod policy;
+pub mod quarantine;
 pub mod ratelimit;
 pub mod state;
 
