@@ -487,6 +487,9 @@ impl Quarantine {
                 }
                 rec
             });
+            // Collected first: a borrowing iterator held across the await would make this
+            // future not `Send` for every lifetime.
+            let recs: Vec<LedgerRecord> = recs.collect();
             if let Err(e) = ledger.record(recs).await {
                 tracing::error!(%id, error = %e, "release not recorded in the ledger");
             }
@@ -641,7 +644,23 @@ fn quarantine_error(e: QuarantineError) -> Response<Full<Bytes>> {
     error(status, &e.to_string())
 }
 
-type BlockingJob = dyn FnOnce(&Quarantine) -> Response<Full<Bytes>> + Send;
+async fn run_blocking(
+    f: impl FnOnce() -> Response<Full<Bytes>> + Send + 'static,
+) -> Response<Full<Bytes>> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("task failed: {e}"),
+        )
+    })
+}
+
+fn answer<T: Serialize>(r: Result<T, QuarantineError>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => quarantine_error(e),
+    }
+}
 
 /// Handles an authenticated request under `/v1/quarantine`; `rest` is the path after it, split
 /// on `/` without empty segments.
@@ -652,57 +671,22 @@ pub async fn handle(
     rest: &[&str],
 ) -> Response<Full<Bytes>> {
     let q2 = q.clone();
-    let blocking = |f: Box<BlockingJob>| async move {
-        tokio::task::spawn_blocking(move || f(&q2))
-            .await
-            .unwrap_or_else(|e| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("task failed: {e}"),
-                )
-            })
-    };
+    let id = rest.first().map(|s| s.to_string()).unwrap_or_default();
     match (req.method(), rest) {
-        (&Method::GET, []) => {
-            blocking(Box::new(|q| match q.list() {
-                Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => quarantine_error(e),
-            }))
-            .await
-        }
-        (&Method::GET, [id]) => {
-            let id = id.to_string();
-            blocking(Box::new(move |q| match q.get(&id) {
-                Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => quarantine_error(e),
-            }))
-            .await
-        }
-        (&Method::GET, [id, "raw"]) => {
-            let id = id.to_string();
-            blocking(Box::new(move |q| match q.raw(&id) {
+        (&Method::GET, []) => run_blocking(move || answer(q2.list())).await,
+        (&Method::GET, [_]) => run_blocking(move || answer(q2.get(&id))).await,
+        (&Method::GET, [_, "raw"]) => {
+            run_blocking(move || match q2.raw(&id) {
                 Ok(v) => typed("message/rfc822", v),
                 Err(e) => quarantine_error(e),
-            }))
+            })
             .await
         }
-        (&Method::DELETE, [id]) => {
-            let id = id.to_string();
-            blocking(Box::new(move |q| match q.discard(&id) {
-                Ok(v) => json(StatusCode::OK, &v),
-                Err(e) => quarantine_error(e),
-            }))
-            .await
-        }
-        (&Method::POST, [id, "release"]) => {
-            match q
-                .release(id, &target.upstream, &target.guard, target.ledger.as_ref())
-                .await
-            {
-                Ok(r) => json(StatusCode::OK, &r),
-                Err(e) => quarantine_error(e),
-            }
-        }
+        (&Method::DELETE, [_]) => run_blocking(move || answer(q2.discard(&id))).await,
+        (&Method::POST, [_, "release"]) => answer(
+            q.release(&id, &target.upstream, &target.guard, target.ledger.as_ref())
+                .await,
+        ),
         (_, [] | [_] | [_, "raw" | "release"]) => method_not_allowed(),
         _ => not_found(&format!("/v1/quarantine/{}", rest.join("/"))),
     }

@@ -1,6 +1,8 @@
 //! The `sendguard` command line: one module per subcommand, each a thin layer over the library.
 
 pub mod check;
+pub mod incident;
+pub mod quarantine;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Lint .eml files offline against the policies (exit 0 pass, 1 blocked, 2 error).
     Check(check::CheckArgs),
+    /// Open, report, export the audience of, annotate and close incidents.
+    Incident(incident::IncidentArgs),
+    /// List, show, release and drop quarantined messages.
+    Quarantine(quarantine::QuarantineArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -28,6 +34,8 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve::main(args),
         Command::Check(args) => check::main(args),
+        Command::Incident(args) => incident::main(args),
+        Command::Quarantine(args) => quarantine::main(args),
     }
 }
 
