@@ -18,7 +18,7 @@ mod schema;
 mod writer;
 
 pub use query::{Bucket, CampaignReport, Count, TokenCount};
-pub use record::{fingerprint, LedgerRecord, Outcome};
+pub use record::{fingerprint, refused_records, relayed_records, LedgerRecord, Outcome};
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};

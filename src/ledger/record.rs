@@ -207,3 +207,166 @@ impl LedgerRecord {
         crate::model::domain_of(&self.recipient)
     }
 }
+
+/// The records of a message sendguard refused (end of DATA, or an HTTP send it answered
+/// itself): one per envelope recipient, each with its own refusal when it has one (suppressed,
+/// not affected), else the message's refusal; findings and fingerprint attached.
+pub fn refused_records(
+    env: &Envelope,
+    msg: Option<&Message>,
+    verdict: &crate::model::Verdict,
+    front_end: &str,
+) -> Vec<LedgerRecord> {
+    env.recipients
+        .iter()
+        .map(|rcpt| {
+            let own = verdict
+                .recipients
+                .iter()
+                .find(|r| &r.recipient == rcpt)
+                .and_then(|r| r.refusal.as_ref());
+            let mut rec = LedgerRecord::new(Outcome::Rejected, env, rcpt, front_end)
+                .with_findings(&verdict.findings);
+            if let Some(m) = msg {
+                rec = rec.with_message(m);
+            }
+            match own.or(verdict.refusal.as_ref()) {
+                Some(r) => rec.with_refusal(r),
+                None => rec,
+            }
+        })
+        .collect()
+}
+
+/// The records of a message relayed to an SMTP upstream: the recipients the verdict refused get
+/// their refusal, the others the upstream's reply for them (`replies`: recipient, code, text —
+/// the RCPT reply when it refused the recipient, else the end-of-DATA reply).
+pub fn relayed_records(
+    env: &Envelope,
+    msg: &Message,
+    verdict: &crate::model::Verdict,
+    replies: &[(&str, u16, &str)],
+    front_end: &str,
+) -> Vec<LedgerRecord> {
+    env.recipients
+        .iter()
+        .map(|rcpt| {
+            let rec = LedgerRecord::new(Outcome::Relayed, env, rcpt, front_end)
+                .with_message(msg)
+                .with_findings(&verdict.findings);
+            let own = verdict
+                .recipients
+                .iter()
+                .find(|r| &r.recipient == rcpt)
+                .and_then(|r| r.refusal.as_ref());
+            if let Some(r) = own {
+                return rec.with_refusal(r);
+            }
+            match replies.iter().find(|(r, _, _)| r == rcpt) {
+                Some((_, code, text)) => rec.with_reply(*code, text),
+                // No reply recorded for it: the relay did not happen for this recipient.
+                None => {
+                    let mut rec = rec;
+                    rec.outcome = Outcome::UpstreamTempfail;
+                    rec.reply_text = Some("no upstream reply".into());
+                    rec
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Action, Location, RecipientVerdict, Scope, Verdict};
+
+    #[test]
+    fn outcomes_from_codes_and_refusals() {
+        assert_eq!(Outcome::from_smtp_code(250), Outcome::Relayed);
+        assert_eq!(Outcome::from_smtp_code(451), Outcome::UpstreamTempfail);
+        assert_eq!(Outcome::from_smtp_code(550), Outcome::UpstreamReject);
+        assert_eq!(Outcome::from_http_status(202), Outcome::Relayed);
+        assert_eq!(Outcome::from_http_status(429), Outcome::UpstreamTempfail);
+        assert_eq!(Outcome::from_http_status(503), Outcome::UpstreamTempfail);
+        assert_eq!(Outcome::from_http_status(400), Outcome::UpstreamReject);
+        let paused = Refusal::Paused {
+            scope: Scope::Global,
+            reason: "x".into(),
+        };
+        assert_eq!(Outcome::from_refusal(&paused), Outcome::Tempfailed);
+        let q = Refusal::Placeholder {
+            rule: "r".into(),
+            token: "t".into(),
+            location: Location::Subject,
+            action: Action::Quarantine,
+        };
+        assert_eq!(Outcome::from_refusal(&q), Outcome::Quarantined);
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_headers() {
+        let a = Message::new(&b"To: a@x.test\r\n\r\nHello\r\n"[..]);
+        let b = Message::new(&b"To: b@x.test\r\nX: y\r\n\r\nHello\r\n"[..]);
+        let c = Message::new(&b"To: a@x.test\r\n\r\nHello!\r\n"[..]);
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+        assert_eq!(fingerprint(&a).len(), 16);
+    }
+
+    #[test]
+    fn records_from_verdicts() {
+        let env = Envelope::new("s@x.test")
+            .with_recipient("a@x.test")
+            .with_recipient("b@x.test")
+            .with_recipient("c@x.test")
+            .with_campaign("c1");
+        let msg = Message::new(&b"Message-ID: <1@x>\r\n\r\nhi\r\n"[..]);
+        let mut v = Verdict::pass();
+        v.recipients = vec![
+            RecipientVerdict {
+                recipient: "a@x.test".into(),
+                disposition: crate::model::Disposition::Reject,
+                refusal: Some(Refusal::Suppressed {
+                    recipient: "a@x.test".into(),
+                    entry: "a@x.test".into(),
+                }),
+            },
+            RecipientVerdict {
+                recipient: "b@x.test".into(),
+                disposition: crate::model::Disposition::Pass,
+                refusal: None,
+            },
+        ];
+        let recs = relayed_records(&env, &msg, &v, &[("b@x.test", 250, "ok")], "smtp");
+        let outcomes: Vec<Outcome> = recs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Suppressed,
+                Outcome::Relayed,
+                Outcome::UpstreamTempfail
+            ]
+        );
+        assert_eq!(recs[1].message_id.as_deref(), Some("<1@x>"));
+        assert_eq!(recs[1].campaign.as_deref(), Some("c1"));
+        v.refuse(Refusal::Paused {
+            scope: Scope::Campaign("c1".into()),
+            reason: "r".into(),
+        });
+        let recs = refused_records(&env, Some(&msg), &v, "smtp");
+        let outcomes: Vec<Outcome> = recs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Suppressed,
+                Outcome::Tempfailed,
+                Outcome::Tempfailed
+            ]
+        );
+        assert_eq!(recs[1].refusal.as_deref(), Some("paused"));
+    }
+}
