@@ -218,7 +218,11 @@ pub struct Monitor {
     policy: ArcSwap<MonitorPolicy>,
     campaigns: Mutex<HashMap<String, Window>>,
     domains: Mutex<HashMap<String, Window>>,
+    recorded: std::sync::atomic::AtomicU64,
 }
+
+/// Windows are pruned of keys with no data left every this many records.
+const PRUNE_EVERY: u64 = 10_000;
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -238,6 +242,20 @@ impl Monitor {
             policy: ArcSwap::from_pointee(policy),
             campaigns: Mutex::new(HashMap::new()),
             domains: Mutex::new(HashMap::new()),
+            recorded: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets campaigns and domains with nothing left in the window (done by itself every
+    /// 10,000 records, so memory follows the traffic of the last window, not of all time).
+    pub fn prune(&self, now: SystemTime) {
+        let p = self.policy.load();
+        let (idx, keep) = self.index(now, &p);
+        for map in [&self.campaigns, &self.domains] {
+            lock(map).retain(|_, w| {
+                w.trim(idx, keep);
+                !w.buckets.is_empty()
+            });
         }
     }
 
@@ -303,6 +321,12 @@ impl Monitor {
         at: SystemTime,
         f: impl Fn(&mut Counts),
     ) -> Option<Trip> {
+        let n = self
+            .recorded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.prune(SystemTime::now());
+        }
         let p = self.policy.load();
         let (idx, keep) = self.index(at, &p);
         let domain = domain_of(recipient).to_ascii_lowercase();

@@ -84,6 +84,11 @@ fn healthy_campaign_and_old_buckets_do_not_trip() {
     assert_eq!(c.counts.replies(), 1000);
     assert_eq!(c.rejection_rate, Some(0.02));
     assert_eq!(c.deferral_rate, Some(0.1));
+    // Two hours on, everything has left the window and is forgotten.
+    let later = now + Duration::from_secs(2 * 3600);
+    m.prune(later);
+    let snap = m.snapshot(later);
+    assert!(snap.campaigns.is_empty() && snap.domains.is_empty());
 }
 
 #[test]
