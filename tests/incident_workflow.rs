@@ -190,6 +190,15 @@ async fn admin_endpoints() {
     assert_eq!(s, StatusCode::OK, "{b:?}");
     let inc: serde_json::Value = serde_json::from_slice(&b).unwrap();
     let id = inc["id"].as_str().unwrap().to_string();
+    let (s, b) = call(
+        &desk,
+        Method::POST,
+        "/v1/incidents",
+        r#"{"campaign":"spring-leak","reason":"again"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(String::from_utf8_lossy(&b).contains(&id));
 
     let (s, b) = call(
         &desk,

@@ -1,7 +1,7 @@
 //! Delivery events from downstream: bounces, deferrals, deliveries and complaints, in a generic
 //! JSON form, SendGrid's event webhook format, and ARF (`message/feedback-report`, RFC 5965).
 //!
-//! Parsed events feed the [`Monitor`](crate::monitor::Monitor) (which pauses a campaign past its
+//! Parsed events feed the [`Monitor`] (which pauses a campaign past its
 //! thresholds) and the suppression list: complainers, unsubscribers and hard bounces are
 //! suppressed at once ([`ingest`]).
 //!

@@ -11,7 +11,8 @@
 //! | `POST /v1/incidents/{id}/close` | close: `{"note": "...", "actor": "..."}` (body optional) |
 //!
 //! Errors are JSON `{"error": "..."}`: `400` malformed body, `404` unknown incident, `409`
-//! closed incident, `405` wrong method, `500` database.
+//! closed incident (or a second open incident for one campaign), `405` wrong method, `500`
+//! database.
 
 // Handlers return early with a ready error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -125,7 +126,7 @@ fn incident_error(e: IncidentError) -> Response<Full<Bytes>> {
     let status = match &e {
         IncidentError::NotFound(_) => StatusCode::NOT_FOUND,
         IncidentError::Invalid(_) => StatusCode::BAD_REQUEST,
-        IncidentError::Closed(_) => StatusCode::CONFLICT,
+        IncidentError::Closed(_) | IncidentError::AlreadyOpen(_) => StatusCode::CONFLICT,
         IncidentError::Ledger(_) | IncidentError::Guard(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, &e.to_string())

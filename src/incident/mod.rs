@@ -89,6 +89,9 @@ pub enum IncidentError {
     /// The incident is closed and cannot change.
     #[error("incident {0} is closed")]
     Closed(String),
+    /// The campaign already has an open incident (its id).
+    #[error("campaign already has the open incident {0}")]
+    AlreadyOpen(String),
     /// The ledger database failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -129,7 +132,8 @@ impl IncidentDesk {
     /// records the incident with `opened` and `pause` on its timeline.
     ///
     /// # Errors
-    /// An empty campaign or reason, the pause failed, or the database failed.
+    /// An empty campaign or reason, an open incident for the campaign already, the pause
+    /// failed, or the database failed.
     pub fn open(
         &self,
         campaign: &str,
@@ -145,6 +149,13 @@ impl IncidentDesk {
             return Err(IncidentError::Invalid("incident needs a reason".into()));
         }
         let actor = non_empty(actor);
+        if let Some(open) = self
+            .list()?
+            .into_iter()
+            .find(|i| i.is_open() && i.campaign == campaign)
+        {
+            return Err(IncidentError::AlreadyOpen(open.id));
+        }
         let scope = Scope::Campaign(campaign.to_string());
         let pause = self
             .guard
