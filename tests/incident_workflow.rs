@@ -100,6 +100,8 @@ async fn open_report_audience_close() {
         relayed
     );
     assert_eq!(report.campaign.findings[0].token, "<FirstName>");
+    assert_eq!(report.campaign.findings[0].count, 1000);
+    assert_eq!(report.campaign.findings[0].relayed, relayed);
     let audience = desk.audience(&inc.id).unwrap();
     assert_eq!(audience.len() as u64, relayed - 2);
     assert!(!audience.contains(&"user2@mail.test".to_string()));

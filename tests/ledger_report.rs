@@ -79,6 +79,7 @@ async fn report_counts_exactly() {
     assert_eq!(r.findings.len(), 1);
     assert_eq!(r.findings[0].token, "<FirstName>");
     assert_eq!(r.findings[0].count, 210);
+    assert_eq!(r.findings[0].relayed, 210);
     assert_eq!(ledger.affected_recipients("spring").unwrap().len(), 210);
     assert_eq!(
         ledger.affected_recipients("autumn").unwrap(),

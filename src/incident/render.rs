@@ -114,14 +114,14 @@ pub fn render_text(r: &IncidentReport) -> String {
     } else {
         let _ = writeln!(
             s,
-            "{:<28} {:<12} {:<30} {:>8}",
-            "FINDING", "WHERE", "TOKEN", "RECORDS"
+            "{:<28} {:<12} {:<30} {:>8} {:>8}",
+            "FINDING", "WHERE", "TOKEN", "RECORDS", "RELAYED"
         );
         for f in &c.findings {
             let _ = writeln!(
                 s,
-                "{:<28} {:<12} {:<30} {:>8}",
-                f.rule, f.location, f.token, f.count
+                "{:<28} {:<12} {:<30} {:>8} {:>8}",
+                f.rule, f.location, f.token, f.count, f.relayed
             );
         }
     }
@@ -224,15 +224,16 @@ pub fn render_html(r: &IncidentReport) -> String {
     if c.findings.is_empty() {
         h.push_str("<p>No findings recorded.</p>\n");
     } else {
-        h.push_str("<table><tr><th>rule</th><th>where</th><th>token</th><th>records</th></tr>\n");
+        h.push_str("<table><tr><th>rule</th><th>where</th><th>token</th><th>records</th><th>relayed</th></tr>\n");
         for f in &c.findings {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(&f.rule),
                 esc(&f.location),
                 esc(&f.token),
-                f.count
+                f.count,
+                f.relayed
             );
         }
         h.push_str("</table>\n");

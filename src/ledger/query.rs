@@ -27,6 +27,8 @@ pub struct TokenCount {
     pub location: String,
     /// Records that carried it.
     pub count: u64,
+    /// Of those, records the upstream accepted: how many recipients saw it.
+    pub relayed: u64,
 }
 
 /// Sends of a campaign in one time bucket.
@@ -207,17 +209,19 @@ impl Ledger {
                 let mut st = c.prepare_cached(
                     "SELECT coalesce(json_extract(f.value, '$.rule'), ''), \
                             coalesce(json_extract(f.value, '$.token'), ''), \
-                            coalesce(json_extract(f.value, '$.location'), ''), count(*) AS n \
+                            coalesce(json_extract(f.value, '$.location'), ''), count(*) AS n, \
+                            sum(s.outcome = ?3) \
                      FROM sends AS s, json_each(s.findings) AS f \
                      WHERE s.campaign = ?1 AND s.findings IS NOT NULL \
                      GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2 LIMIT ?2",
                 )?;
-                let rows = st.query_map(params![campaign, TOP], |r| {
+                let rows = st.query_map(params![campaign, TOP, relayed], |r| {
                     Ok(TokenCount {
                         rule: r.get(0)?,
                         token: r.get(1)?,
                         location: r.get(2)?,
                         count: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                        relayed: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
                     })
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
