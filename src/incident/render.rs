@@ -56,7 +56,9 @@ pub fn render_text(r: &IncidentReport) -> String {
     let _ = writeln!(s, "  apology audience:              {}", r.audience);
     let _ = writeln!(s, "First send:    {}", time(c.first_send));
     let _ = writeln!(s, "Last send:     {}", time(c.last_send));
-    let _ = writeln!(s, "Distinct bodies relayed: {}", c.fingerprints);
+    if c.fingerprints > 0 {
+        let _ = writeln!(s, "Distinct bodies relayed: {}", c.fingerprints);
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "{:<20} {:>10} {:>8}", "OUTCOME", "RECORDS", "SHARE");
     for o in Outcome::ALL {
