@@ -21,13 +21,19 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod apology;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod guard;
 pub mod http;
+pub mod incident;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod policy;
+pub mod quarantine;
 pub mod ratelimit;
 pub mod smtp;
 pub mod state;

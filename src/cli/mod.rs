@@ -1,7 +1,9 @@
 //! The `sendguard` command line: one module per subcommand, each a thin layer over the library.
 
 pub mod check;
+pub mod incident;
 pub mod ops;
+pub mod quarantine;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ pub enum Command {
     Status(ops::StatusArgs),
     /// Add, remove, check or bulk-import suppressions.
     Suppress(ops::SuppressArgs),
+    /// Open, report, export the audience of, annotate and close incidents.
+    Incident(incident::IncidentArgs),
+    /// List, show, release and drop quarantined messages.
+    Quarantine(quarantine::QuarantineArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -41,6 +47,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Resume(args) => ops::resume(args),
         Command::Status(args) => ops::status(args),
         Command::Suppress(args) => ops::suppress(args),
+        Command::Incident(args) => incident::main(args),
+        Command::Quarantine(args) => quarantine::main(args),
     }
 }
 

@@ -1,0 +1,205 @@
+//! The writer thread: takes records out of the queue in batches and commits each batch in one
+//! transaction.
+
+use rusqlite::{params, Connection};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema::to_ms;
+use super::{Cmd, Counters, LedgerConfig, LedgerRecord};
+
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub(crate) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Cmd>,
+    config: LedgerConfig,
+    counters: Arc<Counters>,
+    path: &Path,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let path = path.display().to_string();
+    std::thread::Builder::new()
+        .name("sendguard-ledger".into())
+        .spawn(move || {
+            let mut w = Writer {
+                conn,
+                config,
+                counters,
+                path,
+                batch: Vec::new(),
+                waiters: Vec::new(),
+                last_purge: Instant::now() - PURGE_EVERY + Duration::from_secs(60),
+            };
+            rt.block_on(w.run(rx));
+        })
+}
+
+struct Writer {
+    conn: Connection,
+    config: LedgerConfig,
+    counters: Arc<Counters>,
+    path: String,
+    batch: Vec<LedgerRecord>,
+    /// Flush requests answered after the current batch commits.
+    waiters: Vec<oneshot::Sender<()>>,
+    last_purge: Instant,
+}
+
+impl Writer {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let batch_size = self.config.batch_size.max(1);
+        loop {
+            // Wait for the first command of a batch (waking up now and then for retention).
+            let first = match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => {
+                    self.commit().await;
+                    return;
+                }
+                Err(_) => {
+                    self.maybe_purge();
+                    continue;
+                }
+            };
+            let mut close = None;
+            self.take(first, &mut close);
+            let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+            while close.is_none() && self.batch.len() < batch_size && self.waiters.is_empty() {
+                let cmd = match rx.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(cmd)) => cmd,
+                            _ => break,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                self.take(cmd, &mut close);
+            }
+            self.commit().await;
+            self.maybe_purge();
+            if let Some(ack) = close {
+                rx.close();
+                // Commit whatever was queued before the close was seen.
+                while let Some(cmd) = rx.recv().await {
+                    let mut ignored = None;
+                    self.take(cmd, &mut ignored);
+                }
+                self.commit().await;
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    fn take(&mut self, cmd: Cmd, close: &mut Option<oneshot::Sender<()>>) {
+        match cmd {
+            Cmd::Record(rec) => self.batch.push(*rec),
+            Cmd::Flush(ack) => self.waiters.push(ack),
+            Cmd::Purge(ack) => {
+                let n = self.purge();
+                let _ = ack.send(n);
+            }
+            Cmd::Close(ack) => *close = Some(ack),
+        }
+    }
+
+    /// Commits the batch, retrying until the database takes it: records are never dropped.
+    async fn commit(&mut self) {
+        if !self.batch.is_empty() {
+            if let Some(d) = self.config.test_delay_per_batch {
+                tokio::time::sleep(d).await;
+            }
+            loop {
+                match write_batch(&mut self.conn, &self.batch) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(db = %self.path, error = %e, records = self.batch.len(), "ledger write failed; retrying");
+                        tokio::time::sleep(RETRY_AFTER).await;
+                    }
+                }
+            }
+            self.counters
+                .written
+                .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
+            self.batch.clear();
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn maybe_purge(&mut self) {
+        if self.last_purge.elapsed() >= PURGE_EVERY {
+            self.purge();
+        }
+    }
+
+    fn purge(&mut self) -> u64 {
+        self.last_purge = Instant::now();
+        let cutoff = SystemTime::now()
+            .checked_sub(self.config.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match self
+            .conn
+            .execute("DELETE FROM sends WHERE at < ?1", params![to_ms(cutoff)])
+        {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(deleted = n, "ledger retention: old records deleted");
+                }
+                self.counters.expired.fetch_add(n as u64, Ordering::Relaxed);
+                n as u64
+            }
+            Err(e) => {
+                tracing::error!(db = %self.path, error = %e, "ledger retention failed");
+                0
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[LedgerRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO sends (at, outcome, campaign, tenant, sender, recipient, domain, \
+             message_id, fingerprint, reply_code, reply_text, refusal, findings, front_end) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for r in batch {
+            let findings = if r.findings.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&r.findings).ok()
+            };
+            stmt.execute(params![
+                to_ms(r.at),
+                r.outcome.as_str(),
+                r.campaign,
+                r.tenant,
+                r.sender,
+                r.recipient,
+                r.domain().to_string(),
+                r.message_id,
+                r.fingerprint,
+                r.reply_code,
+                r.reply_text,
+                r.refusal,
+                findings,
+                r.front_end,
+            ])?;
+        }
+    }
+    tx.commit()
+}
