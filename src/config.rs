@@ -15,6 +15,9 @@ pub struct ServeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The send ledger.
+    #[serde(default)]
+    pub ledger: crate::ledger::LedgerConfig,
     /// The admin API.
     #[serde(default)]
     pub admin: crate::admin::AdminConfig,

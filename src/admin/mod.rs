@@ -437,6 +437,64 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
+/// Largest request body the incident-workflow endpoints take (event batches, notes).
+const MAX_WORKFLOW_BODY: usize = 16 * 1024 * 1024;
+
+/// The incident-workflow endpoints (`/v1/incidents…`, `/v1/events`, `/v1/monitor`,
+/// `/v1/quarantine…`), served by their own modules. Gives the request back when the path is not
+/// one of them.
+async fn workflow(
+    state: &State,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Result<Response<Full<Bytes>>, Request<Incoming>>, ApiError> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let group = match segs.as_slice() {
+        ["v1", g, ..] if matches!(*g, "incidents" | "events" | "monitor" | "quarantine") => *g,
+        _ => return Ok(Err(req)),
+    };
+    let Some(ops) = state.guard.operations().cloned() else {
+        return Err(ApiError::new(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "the incident workflow is off ([ledger] enabled = false)".to_string(),
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let mut bytes = Vec::new();
+    let mut body = body;
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_WORKFLOW_BODY {
+                return Err(ApiError::new(
+                    hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body larger than {MAX_WORKFLOW_BODY} bytes"),
+                ));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let req = Request::from_parts(parts, Bytes::from(bytes));
+    let rest: Vec<String> = segs[2..]
+        .iter()
+        .map(|s| http::percent_decode(s))
+        .collect::<Result<_, _>>()?;
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let answer = match group {
+        "incidents" => crate::incident::http::handle(&ops.desk, req, &rest).await,
+        "events" if rest.is_empty() => {
+            crate::events::http::handle_events(&state.guard, &ops.monitor, req).await
+        }
+        "monitor" if rest.is_empty() => {
+            crate::events::http::handle_monitor(&ops.monitor, req).await
+        }
+        "quarantine" => crate::quarantine::handle(&ops.quarantine, &ops.release, req, &rest).await,
+        _ => return Err(ApiError::not_found(format!("no endpoint {path}"))),
+    };
+    Ok(Ok(answer))
+}
+
 async fn handle_inner(
     state: &State,
     req: Request<Incoming>,
@@ -447,6 +505,10 @@ async fn handle_inner(
         "anonymous".to_string()
     } else {
         authorize(state, req.headers())?
+    };
+    let req = match workflow(state, &path, req).await? {
+        Ok(answer) => return Ok(answer),
+        Err(req) => req,
     };
     let Some((route, params)) = match_route(&path)? else {
         return Err(ApiError::not_found(format!(

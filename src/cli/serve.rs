@@ -156,6 +156,33 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    // The incident workflow: send ledger, incidents, apology gate, monitor, quarantine.
+    if config.ledger.enabled {
+        let g = guard.clone();
+        let ledger = config.ledger.clone();
+        let upstream = config.smtp.upstream.clone();
+        let ops = tokio::task::spawn_blocking(move || {
+            crate::guard::Operations::open(&g, ledger, &upstream)
+        })
+        .await
+        .context("incident workflow start-up panicked")?
+        .context("cannot open the send ledger and quarantine")?;
+        let desk = ops.desk.clone();
+        guard.attach(ops);
+        let events = guard.subscribe();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = desk.follow(events) => {}
+            }
+            Ok(())
+        });
+        tracing::info!("send ledger on");
+    } else {
+        tracing::warn!("send ledger off ([ledger] enabled = false): no incident reports, apology gate or quarantine");
+    }
+
     // Expire pauses whose time-to-live has passed.
     {
         let guard = guard.clone();
@@ -241,6 +268,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => result = Err(e),
             Err(e) => result = Err(anyhow::anyhow!("a task panicked: {e}")),
+        }
+    }
+    // Every outcome of the drained sessions is in the ledger queue: write it before exiting.
+    if let Some(ops) = guard.operations() {
+        if let Err(e) = ops.ledger.close().await {
+            tracing::error!(error = %e, "cannot flush the send ledger");
+            result = Err(anyhow::anyhow!("cannot flush the send ledger: {e}"));
         }
     }
     tracing::info!("stopped");

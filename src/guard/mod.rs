@@ -6,8 +6,10 @@
 //! and the metrics. Every check reads snapshots and never blocks on I/O; only the operations that
 //! change durable state (pause, resume, suppress) write to the state store before returning.
 
+mod operations;
 mod watch;
 
+pub use operations::Operations;
 pub use watch::PolicyWatcher;
 
 use arc_swap::ArcSwap;
@@ -16,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::metrics::Metrics;
@@ -161,6 +163,7 @@ struct Inner {
     trips: Mutex<HashMap<String, VecDeque<Instant>>>,
     checked: AtomicU64,
     refused: AtomicU64,
+    ops: OnceLock<Arc<Operations>>,
 }
 
 const ACTOR_SELF: &str = "sendguard";
@@ -205,6 +208,7 @@ impl Guard {
                 trips: Mutex::new(HashMap::new()),
                 checked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                ops: OnceLock::new(),
             }),
         })
     }
@@ -292,6 +296,8 @@ impl Guard {
             p.identify(env, msg);
             p.evaluate(env, msg, ctx)
         });
+        let mut verdict = verdict;
+        self.apply_operations(env, Some(msg), &mut verdict);
         self.after_check(env, &verdict, started);
         verdict
     }
@@ -309,6 +315,8 @@ impl Guard {
             p.identify_headers(env, &content.headers);
             p.evaluate_content(env, content, ctx)
         });
+        let mut verdict = verdict;
+        self.apply_operations(env, None, &mut verdict);
         self.after_check(env, &verdict, started);
         verdict
     }
@@ -363,13 +371,13 @@ impl Guard {
             }
         }
         let ramps = self.inner.control.ramps();
-        if ramps.is_empty() {
-            return Ok(());
+        if !ramps.is_empty() {
+            let domains: Vec<&str> = env.recipients.iter().map(|r| domain_of(r)).collect();
+            ramps
+                .admit(&q, &domains, now)
+                .map_err(|(scope, retry_after)| Refusal::RateLimited { scope, retry_after })?;
         }
-        let domains: Vec<&str> = env.recipients.iter().map(|r| domain_of(r)).collect();
-        ramps
-            .admit(&q, &domains, now)
-            .map_err(|(scope, retry_after)| Refusal::RateLimited { scope, retry_after })
+        self.reserve_apology(env)
     }
 
     fn count_leak(&self, campaign: &str, token: &str) {
@@ -560,6 +568,9 @@ impl Guard {
                     .unwrap_or_else(|e| e.into_inner()) = None;
                 self.inner.metrics.reload(true, next_gen);
                 tracing::info!(generation = next_gen, "policies reloaded");
+                if let Some(ops) = self.operations() {
+                    ops.refresh(self);
+                }
                 Ok(next_gen)
             }
             Err(e) => {

@@ -37,6 +37,15 @@ pub struct PolicyFile {
     /// Where pause and resume alerts go.
     #[serde(default)]
     pub alerts: AlertPolicy,
+    /// Apology campaigns (`[[apology]]`): which campaign apologises for which incident.
+    #[serde(default)]
+    pub apology: Vec<crate::apology::ApologyPolicy>,
+    /// Deliverability thresholds that pause a campaign.
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorPolicy,
+    /// Where and how much refused mail is kept for inspection.
+    #[serde(default)]
+    pub quarantine: crate::quarantine::QuarantinePolicy,
 }
 
 /// `[identity]`: which headers name the campaign and the tenant of a message.
