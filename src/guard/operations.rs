@@ -215,6 +215,7 @@ impl Guard {
         let Some(ops) = self.operations().cloned() else {
             return;
         };
+        // Relayed means handed to the upstream, whatever it answered.
         let relayed = verdict.is_pass() && !replies.is_empty();
         let records = match (relayed, msg) {
             (true, Some(m)) => {
@@ -243,6 +244,13 @@ impl Guard {
         if relayed {
             let now = SystemTime::now();
             for (rcpt, code, _) in replies {
+                if *code == 0 {
+                    // No reply: the upstream failed, which says nothing of this campaign.
+                    if let Some(c) = env.campaign.as_deref() {
+                        ops.apology.release(c, rcpt);
+                    }
+                    continue;
+                }
                 ops.monitor
                     .record_reply(env.campaign.as_deref(), rcpt, *code, now);
                 if *code >= 300 {

@@ -61,11 +61,11 @@ impl Outcome {
     }
 
     /// The outcome of a relay attempt from an SMTP upstream's reply code: 2xx accepted, 4xx
-    /// temporary, anything else permanent.
+    /// temporary (and 0: no reply at all, the upstream failed), anything else permanent.
     pub fn from_smtp_code(code: u16) -> Outcome {
         match code {
             200..=399 => Outcome::Relayed,
-            400..=499 => Outcome::UpstreamTempfail,
+            0 | 400..=499 => Outcome::UpstreamTempfail,
             _ => Outcome::UpstreamReject,
         }
     }

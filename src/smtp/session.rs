@@ -830,6 +830,9 @@ where
             };
             let kind = verdict.refusal.as_ref().map_or("policy", Refusal::kind);
             refuse(self, &tx, reply, verdict.disposition.as_str(), kind);
+            guard
+                .record(FRONT, &tx.env, Some(&message), &verdict, &[])
+                .await;
             return Ok(());
         }
         // A recipient accepted at RCPT but refused now (an apology's audience, a suppression
@@ -839,6 +842,8 @@ where
                 .then_some(r.refusal.as_ref())
                 .flatten()
         }) {
+            let mut refused = verdict.clone();
+            refused.refuse(r.clone());
             refuse(
                 self,
                 &tx,
@@ -846,6 +851,9 @@ where
                 r.disposition().as_str(),
                 r.kind(),
             );
+            guard
+                .record(FRONT, &tx.env, Some(&message), &refused, &[])
+                .await;
             return Ok(());
         }
         if let Err(r) = guard.admit(&tx.env) {
@@ -856,6 +864,11 @@ where
                 r.disposition().as_str(),
                 r.kind(),
             );
+            let mut refused = verdict;
+            refused.refuse(r);
+            guard
+                .record(FRONT, &tx.env, Some(&message), &refused, &[])
+                .await;
             return Ok(());
         }
         let trace = self
@@ -885,6 +898,16 @@ where
             Target::Smtp { .. } => self.relay_data(trace.as_deref()).await,
         };
         tx.upstream_code = code;
+        // One DATA reply covers every recipient the upstream accepted at RCPT.
+        let replies: Vec<(String, u16, String)> = tx
+            .env
+            .recipients
+            .iter()
+            .map(|r| (r.clone(), code, reply.text().to_string()))
+            .collect();
+        guard
+            .record(FRONT, &tx.env, Some(&message), &verdict, &replies)
+            .await;
         self.log_tx(
             &tx,
             &Outcome {
