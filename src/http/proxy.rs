@@ -234,13 +234,16 @@ impl HttpProxy {
             return self.forward(&parts, body, &[]).await;
         }
         let judged_at = Instant::now();
-        match self.judge(&parts.headers, path, &body, client_ip) {
+        let mut outcomes = Vec::new();
+        match self.judge(&parts.headers, path, &body, client_ip, &mut outcomes) {
             Decision::Refuse(a) => {
                 self.inner
                     .guard
                     .metrics()
                     .added_latency(FRONT, judged_at.elapsed().as_secs_f64());
-                a.into_response(dialect)
+                let resp = a.into_response(dialect);
+                self.record(outcomes, resp.status().as_u16(), None).await;
+                resp
             }
             Decision::Forward {
                 body: new_body,
@@ -254,6 +257,8 @@ impl HttpProxy {
                 let mut resp = self
                     .forward(&parts, new_body.unwrap_or(body), &headers)
                     .await;
+                let status = resp.status().as_u16();
+                self.record(outcomes, status, Some(status)).await;
                 if stripped > 0 {
                     resp.headers_mut()
                         .insert("x-sendguard-suppressed", HeaderValue::from(stripped));
@@ -272,7 +277,7 @@ impl HttpProxy {
         path: &str,
         body: &Bytes,
     ) -> Option<Response<ProxyBody>> {
-        match self.judge(headers, path, body, None) {
+        match self.judge(headers, path, body, None, &mut Vec::new()) {
             Decision::Forward { .. } => None,
             Decision::Refuse(a) => Some(a.into_response(self.inner.route.dialect)),
         }
@@ -284,6 +289,7 @@ impl HttpProxy {
         path: &str,
         body: &Bytes,
         client_ip: Option<IpAddr>,
+        outcomes: &mut Vec<(Envelope, Verdict)>,
     ) -> Decision {
         let route = &self.inner.route;
         let guard = &self.inner.guard;
@@ -328,8 +334,20 @@ impl HttpProxy {
             metrics.observe_verdict(FRONT, &verdict);
             judged.push((env, verdict, unit));
         }
+        let decision = self.decide(&req, &mut judged);
+        outcomes.extend(judged.into_iter().map(|(env, v, _)| (env, v)));
+        decision
+    }
+
+    /// The decision for judged units: leaks and policy first, then pauses and ramps, then
+    /// suppressed recipients (refused or stripped), then the last gate.
+    fn decide(&self, req: &Req<'_>, judged: &mut [(Envelope, Verdict, &Unit<'_>)]) -> Decision {
+        let route = &self.inner.route;
+        let guard = &self.inner.guard;
+        let metrics = guard.metrics();
+        let headers = req.headers;
         // A leak or policy refusal decides first: the sender learns of the broken template.
-        for (_, v, unit) in &judged {
+        for (_, v, unit) in judged.iter() {
             match &v.refusal {
                 Some(Refusal::Placeholder {
                     token, location, ..
@@ -348,7 +366,7 @@ impl HttpProxy {
             }
         }
         // Pauses (of the message or of a recipient's domain) and ramps.
-        for (_, v, _) in &judged {
+        for (_, v, _) in judged.iter() {
             let refusals = v
                 .refusal
                 .iter()
@@ -370,7 +388,7 @@ impl HttpProxy {
             }
         }
         let mut suppressed: Vec<String> = Vec::new();
-        for (_, v, _) in &judged {
+        for (_, v, _) in judged.iter() {
             for r in &v.recipients {
                 if matches!(r.refusal, Some(Refusal::Suppressed { .. }))
                     && !suppressed.contains(&r.recipient)
@@ -402,7 +420,7 @@ impl HttpProxy {
                 .iter()
                 .map(|a| crate::model::normalize_address(a))
                 .collect();
-            match translate::strip(&req, &set) {
+            match translate::strip(req, &set) {
                 Ok(s) if s.remaining > 0 => {
                     metrics.observe_recipients(
                         FRONT,
@@ -424,7 +442,7 @@ impl HttpProxy {
             }
         }
         // Last gate right before forwarding: pauses re-read, ramp permits.
-        for (env, v, _) in &mut judged {
+        for (env, v, _) in judged.iter_mut() {
             let passing: Vec<String> = v.passing_recipients().map(str::to_string).collect();
             env.recipients = passing;
             if let Err(r) = guard.admit(env) {
@@ -438,6 +456,36 @@ impl HttpProxy {
             }
         }
         decision
+    }
+
+    /// Writes the outcome of every judged message to the ledger: `upstream` is the upstream's
+    /// status when the request was forwarded, `None` when sendguard answered it itself.
+    async fn record(&self, outcomes: Vec<(Envelope, Verdict)>, status: u16, upstream: Option<u16>) {
+        let guard = &self.inner.guard;
+        if guard.operations().is_none() {
+            return;
+        }
+        for (env, mut verdict) in outcomes {
+            match upstream {
+                Some(code) => {
+                    let replies: Vec<(String, u16, String)> = verdict
+                        .passing_recipients()
+                        .map(|r| (r.to_string(), code, format!("HTTP {code}")))
+                        .collect();
+                    guard.record(FRONT, &env, None, &verdict, &replies).await;
+                }
+                None => {
+                    if verdict.is_pass() {
+                        verdict.refuse(Refusal::Policy {
+                            rule: "http.request".into(),
+                            detail: format!("the request was answered {status} by sendguard"),
+                            action: crate::model::Action::Reject,
+                        });
+                    }
+                    guard.record(FRONT, &env, None, &verdict, &[]).await;
+                }
+            }
+        }
     }
 
     async fn forward(
