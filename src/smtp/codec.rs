@@ -94,9 +94,15 @@ impl CommandDecoder {
         }
         let Some(pos) = memchr(b'\n', window) else {
             if buf.len() >= MAX_COMMAND_LINE {
-                self.discarding = true;
-                return Decoded::Discarded {
-                    consumed: buf.len(),
+                // Over-long: drop it up to its end, which may already be in the buffer.
+                return match memchr(b'\n', buf) {
+                    Some(p) => Decoded::TooLong { consumed: p + 1 },
+                    None => {
+                        self.discarding = true;
+                        Decoded::Discarded {
+                            consumed: buf.len(),
+                        }
+                    }
                 };
             }
             return Decoded::NeedMoreData;
