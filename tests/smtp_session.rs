@@ -640,3 +640,44 @@ async fn long_lines_and_garbage() {
     }
     assert!(last.starts_with("421 4.7.0"), "{last}");
 }
+
+async fn start_with_policy(policy: &str, upstream: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("default.toml"), policy).unwrap();
+    let guard = Guard::open(GuardConfig::new(&policies, dir.path().join("state"))).expect("guard");
+    start_with(config(upstream), guard, dir).await
+}
+
+#[tokio::test]
+async fn placeholder_actions_choose_the_reply() {
+    let leak = b"Subject: Hi %%FirstName%%\r\n\r\nHello\r\n";
+    let up = Upstream::start(Script::default()).await;
+    let mut s = start_with_policy("[placeholder]\naction = \"tempfail\"\n", &up.url()).await;
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    let r = c.data(&wire(leak)).await;
+    assert!(
+        r.starts_with("451 4.6.0 message contains unrendered placeholder %%FirstName%%"),
+        "{r}"
+    );
+
+    let mut s = start_with_policy("[placeholder]\naction = \"quarantine\"\n", &up.url()).await;
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    assert!(c.data(&wire(leak)).await.starts_with("554 5.6.0"));
+
+    // Shadow mode: the finding is logged, the message passes.
+    let mut s = start_with_policy("[placeholder]\naction = \"log\"\n", &up.url()).await;
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    assert!(c.data(&wire(leak)).await.starts_with("250"));
+    assert_eq!(up.wait_for(1).await[0].content(), leak);
+}

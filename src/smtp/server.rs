@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{read_password, AuthConfig, SmtpConfig};
 use super::reply::SmtpReply;
 use super::session::Session;
-use super::upstream::{Maildir, TlsMode, UpstreamSettings, UpstreamTarget};
+use super::upstream::{Maildir, TlsMode, UpstreamConn, UpstreamSettings, UpstreamTarget};
 use super::SmtpSetupError;
 use crate::Guard;
 
@@ -36,9 +36,39 @@ pub(crate) struct ServiceInner {
     users: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) target: Target,
     pub(crate) upstream: UpstreamSettings,
+    /// Idle upstream connections, ready for MAIL, with the time they became idle.
+    pool: std::sync::Mutex<Vec<(UpstreamConn, std::time::Instant)>>,
 }
 
+/// Idle upstream connections kept for reuse across client sessions.
+const POOL_MAX: usize = 64;
+/// How long an idle upstream connection is kept (well below the 5 minutes an MTA waits).
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ServiceInner {
+    /// An idle upstream connection that still looks alive, if the pool has one.
+    pub(crate) fn checkout(&self) -> Option<UpstreamConn> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((mut conn, since)) = pool.pop() {
+            if since.elapsed() < POOL_IDLE && conn.looks_alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns an upstream connection with no transaction open to the pool; `false` when the
+    /// pool is full (the caller closes it).
+    pub(crate) fn checkin(&self, conn: UpstreamConn) -> Result<(), UpstreamConn> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.retain(|(_, since)| since.elapsed() < POOL_IDLE);
+        if pool.len() >= POOL_MAX {
+            return Err(conn);
+        }
+        pool.push((conn, std::time::Instant::now()));
+        Ok(())
+    }
+
     /// Whether user and password match a configured user (constant time in the contents).
     pub(crate) fn check_credentials(&self, user: &[u8], pass: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
@@ -125,6 +155,7 @@ impl SmtpService {
                 users,
                 target,
                 upstream,
+                pool: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }

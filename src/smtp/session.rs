@@ -202,21 +202,22 @@ where
         metrics.connection(FRONT, 1);
         let started = Instant::now();
         let end = self.dialogue().await;
-        if let Some(tx) = self.tx.take() {
-            self.log_tx(
-                &tx,
-                &Outcome {
-                    verdict: "aborted",
-                    refusal: "",
-                    size: 0,
-                    code: 0,
-                },
-            );
+        // Reset the upstream's side of an unfinished transaction and read what is in flight,
+        // so the connection goes back to the pool clean.
+        self.abort_tx().await;
+        if self.upstream.is_some() && !self.pending.is_empty() {
+            self.settle().await;
         }
         if let Some(up) = self.upstream.take() {
-            up.quit().await;
+            // A clean connection (no transaction, nothing in flight) serves the next session.
+            if let Err(up) = self.svc.checkin(up) {
+                up.quit().await;
+            }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        if self.stream.is_tls() {
+            // TLS ends with close_notify; plain TCP just closes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        }
         metrics.connection(FRONT, -1);
         tracing::debug!(
             session = %self.id,
@@ -520,6 +521,10 @@ where
             }
             self.upstream = None;
         }
+        if let Some(conn) = self.svc.checkout() {
+            self.upstream = Some(conn);
+            return Ok(());
+        }
         let conn = UpstreamConn::connect(host, *port, *tls, &self.svc.upstream).await?;
         self.upstream = Some(conn);
         Ok(())
@@ -532,7 +537,9 @@ where
     /// Ends the transaction in progress, if any, resetting the upstream's side.
     async fn abort_tx(&mut self) {
         if let Some(tx) = self.tx.take() {
-            if tx.upstream_open && tx.broken.is_none() {
+            if tx.broken.is_some() {
+                self.upstream = None;
+            } else if tx.upstream_open {
                 self.reset_upstream();
             }
             self.log_tx(
