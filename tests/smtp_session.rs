@@ -681,3 +681,37 @@ async fn placeholder_actions_choose_the_reply() {
     assert!(c.data(&wire(leak)).await.starts_with("250"));
     assert_eq!(up.wait_for(1).await[0].content(), leak);
 }
+
+#[tokio::test]
+async fn idle_upstream_connections_serve_the_next_session() {
+    let up = Upstream::start(Script::default()).await;
+    let guard = Guard::open(GuardConfig::in_memory()).expect("guard");
+    let service = SmtpService::new(config(&up.url()), guard).expect("service");
+    for round in 0..3 {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let svc = service.clone();
+        let task = tokio::spawn(async move {
+            svc.serve(b, None, CancellationToken::new()).await;
+        });
+        let mut c = Client {
+            s: a,
+            buf: Vec::new(),
+        };
+        assert!(c.reply().await.starts_with("220"));
+        c.expect("EHLO client.test", "250").await;
+        c.expect("MAIL FROM:<a@sender.test>", "250").await;
+        c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+        if round == 1 {
+            // Abandon the transaction: the upstream's side is reset before reuse.
+            c.expect("QUIT", "221").await;
+        } else {
+            assert!(c.data(&wire(MSG)).await.starts_with("250"));
+            c.expect("QUIT", "221").await;
+        }
+        task.await.unwrap();
+    }
+    assert_eq!(up.wait_for(2).await.len(), 2);
+    assert_eq!(*up.connections.lock().unwrap(), 1);
+    let raw = String::from_utf8_lossy(&up.all_bytes()).into_owned();
+    assert_eq!(raw.matches("RSET\r\n").count(), 1, "{raw}");
+}
