@@ -715,3 +715,40 @@ async fn idle_upstream_connections_serve_the_next_session() {
     let raw = String::from_utf8_lossy(&up.all_bytes()).into_owned();
     assert_eq!(raw.matches("RSET\r\n").count(), 1, "{raw}");
 }
+
+#[tokio::test]
+async fn server_caps_connections_and_drains_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&format!("maildir:{}", dir.path().join("out").display()));
+    cfg.max_connections = 1;
+    let guard = Guard::open(GuardConfig::in_memory()).expect("guard");
+    let service = SmtpService::new(cfg, guard).expect("service");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(sendguard::smtp::run(listener, service, shutdown.clone()));
+
+    let read_reply = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("reply in time")
+            .expect("read");
+        (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (first, greeting) = read_reply(first).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_second, refused) = read_reply(second).await;
+    assert!(refused.starts_with("421 4.3.2"), "{refused}");
+
+    shutdown.cancel();
+    let (_first, bye) = read_reply(first).await;
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server drains")
+        .unwrap()
+        .unwrap();
+}
