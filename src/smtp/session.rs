@@ -791,6 +791,17 @@ where
             if tx.upstream_open {
                 this.reset_upstream();
             }
+            let disposition = if reply.code() >= 500 {
+                Disposition::Reject
+            } else {
+                Disposition::Tempfail
+            };
+            this.svc.guard.metrics().observe_recipients(
+                FRONT,
+                disposition,
+                kind,
+                tx.env.recipients.len() as u64,
+            );
             this.log_tx(
                 tx,
                 &Outcome {
@@ -885,6 +896,14 @@ where
             Target::Smtp { .. } => self.relay_data(trace.as_deref()).await,
         };
         tx.upstream_code = code;
+        if reply.is_positive() {
+            guard.metrics().observe_recipients(
+                FRONT,
+                Disposition::Pass,
+                "",
+                tx.env.recipients.len() as u64,
+            );
+        }
         self.log_tx(
             &tx,
             &Outcome {
