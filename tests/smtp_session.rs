@@ -783,3 +783,26 @@ async fn resumed_campaign_over_its_ramp_is_rate_limited() {
         "{replies:?}"
     );
 }
+
+#[tokio::test]
+async fn optional_trace_header_leads_the_relayed_message() {
+    let up = Upstream::start(Script::default()).await;
+    let mut cfg = config(&up.url());
+    cfg.trace_header = true;
+    let mut s = start_config(cfg).await;
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    let msg = b".starts with a dot\r\nSubject: x\r\n\r\nx\r\n";
+    assert!(c.data(&wire(msg)).await.starts_with("250"));
+    let got = up.wait_for(1).await;
+    let content = got[0].content();
+    assert!(
+        content.starts_with(b"X-Sendguard: "),
+        "{:?}",
+        String::from_utf8_lossy(&content)
+    );
+    let header_end = content.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(&content[header_end..], msg);
+}
