@@ -752,3 +752,56 @@ async fn server_caps_connections_and_drains_on_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn resumed_campaign_over_its_ramp_is_rate_limited() {
+    let up = Upstream::start(Script::default()).await;
+    let mut s = start(&up.url()).await;
+    let scope = Scope::Campaign("spring".into());
+    s.guard
+        .pause(scope.clone(), "fixing", "test", None)
+        .unwrap();
+    s.guard
+        .resume(&scope, "test", Some("1/h..1/h/1h".parse().unwrap()))
+        .unwrap();
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        c.expect("MAIL FROM:<a@sender.test>", "250").await;
+        c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+        replies.push(c.data(&wire(MSG)).await);
+    }
+    let limited: Vec<_> = replies
+        .iter()
+        .filter(|r| r.starts_with("451 4.7.0"))
+        .collect();
+    assert!(!limited.is_empty(), "{replies:?}");
+    assert!(
+        limited[0].contains("campaign spring rate limited"),
+        "{replies:?}"
+    );
+}
+
+#[tokio::test]
+async fn optional_trace_header_leads_the_relayed_message() {
+    let up = Upstream::start(Script::default()).await;
+    let mut cfg = config(&up.url());
+    cfg.trace_header = true;
+    let mut s = start_config(cfg).await;
+    let c = &mut s.client;
+    c.expect("EHLO client.test", "250").await;
+    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    let msg = b".starts with a dot\r\nSubject: x\r\n\r\nx\r\n";
+    assert!(c.data(&wire(msg)).await.starts_with("250"));
+    let got = up.wait_for(1).await;
+    let content = got[0].content();
+    assert!(
+        content.starts_with(b"X-Sendguard: "),
+        "{:?}",
+        String::from_utf8_lossy(&content)
+    );
+    let header_end = content.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(&content[header_end..], msg);
+}

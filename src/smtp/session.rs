@@ -791,6 +791,17 @@ where
             if tx.upstream_open {
                 this.reset_upstream();
             }
+            let disposition = if reply.code() >= 500 {
+                Disposition::Reject
+            } else {
+                Disposition::Tempfail
+            };
+            this.svc.guard.metrics().observe_recipients(
+                FRONT,
+                disposition,
+                kind,
+                tx.env.recipients.len() as u64,
+            );
             this.log_tx(
                 tx,
                 &Outcome {
@@ -908,6 +919,14 @@ where
         guard
             .record(FRONT, &tx.env, Some(&message), &verdict, &replies)
             .await;
+        if reply.is_positive() {
+            guard.metrics().observe_recipients(
+                FRONT,
+                Disposition::Pass,
+                "",
+                tx.env.recipients.len() as u64,
+            );
+        }
         self.log_tx(
             &tx,
             &Outcome {
