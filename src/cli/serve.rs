@@ -109,8 +109,10 @@ fn init_logging(config: &ServeConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialisation (tests embedding the CLI) is harmless: keep the first.
     let _ = if config.log.format == "json" {
@@ -240,9 +242,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         tasks.spawn(alerts.run(shutdown.clone()));
     }
 
-    // HTTP proxy for send APIs.
-    {
-        let proxies = crate::http::bind(&config.http, &guard).await?;
+    // HTTP proxy for send APIs. Without an HTTP upstream, a fresh checkout still gets the raw
+    // endpoint (`POST /v1/messages`) delivering into the SMTP front-end's local maildir.
+    if config.http.enabled {
+        let mut http = config.http.clone();
+        if http.upstream.is_none()
+            && http.routes.is_empty()
+            && config.smtp.upstream.starts_with("maildir:")
+        {
+            http.upstream = Some(config.smtp.upstream.clone());
+            http.dialect = crate::http::Dialect::Raw;
+        }
+        let proxies = crate::http::bind(&http, &guard).await?;
         if proxies.is_empty() {
             tracing::info!(
                 "http proxy not started: no --http-upstream and no [[http.routes]] configured"

@@ -139,6 +139,17 @@ impl Answer {
         )
     }
 
+    /// `404`: a path a maildir route does not serve.
+    pub fn not_found(path: &str) -> Answer {
+        Answer::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!(
+                "{path} is not a send endpoint of this route (it delivers into a local maildir)"
+            ),
+        )
+    }
+
     /// `504`: the upstream did not answer in time.
     pub fn gateway_timeout() -> Answer {
         Answer::new(

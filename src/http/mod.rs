@@ -168,11 +168,16 @@ pub enum SuppressedMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Whether the HTTP proxy runs at all (default on).
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
     /// Listen address of the top-level route (default `127.0.0.1:8025`).
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Upstream base URL of the top-level route, e.g. `https://api.sendgrid.com`. Without it
-    /// (and without routes) the HTTP proxy does not start.
+    /// Upstream base URL of the top-level route, e.g. `https://api.sendgrid.com`, or
+    /// `maildir:PATH` (raw dialect only) to keep accepted messages in a local maildir. Without it
+    /// (and without routes) `serve` runs the raw endpoint into the SMTP front-end's maildir when
+    /// that is the SMTP upstream, so a fresh checkout can try both front-ends.
     #[serde(default)]
     pub upstream: Option<String>,
     /// Dialect of the top-level route (default `sendgrid`).
@@ -241,6 +246,10 @@ pub struct RouteConfig {
     pub signed: Option<bool>,
 }
 
+fn default_enabled() -> bool {
+    true
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8025".into()
 }
@@ -272,6 +281,7 @@ fn default_pool_idle() -> usize {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
+            enabled: default_enabled(),
             listen: default_listen(),
             upstream: None,
             dialect: default_dialect(),

@@ -46,6 +46,9 @@ impl std::fmt::Debug for HttpProxy {
 struct Inner {
     route: Route,
     guard: Guard,
+    /// Set for a `maildir:PATH` upstream (raw dialect only): accepted messages are written
+    /// there instead of being forwarded.
+    maildir: Option<Arc<crate::smtp::upstream::Maildir>>,
     client: HttpsClient,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -74,6 +77,33 @@ impl HttpProxy {
     /// An upstream URL that is not `http://HOST[:PORT][/PATH]` or `https://…`, or an
     /// `upstream_ca` file that cannot be read or holds no certificate.
     pub fn new(route: Route, config: &HttpConfig, guard: Guard) -> Result<HttpProxy, HttpError> {
+        if let Some(path) = route.upstream.strip_prefix("maildir:") {
+            if route.dialect != super::Dialect::Raw {
+                return Err(HttpError::Config(format!(
+                    "a maildir upstream ({:?}) takes only the raw dialect, not {}",
+                    route.upstream,
+                    route.dialect.as_str()
+                )));
+            }
+            let maildir =
+                crate::smtp::upstream::Maildir::open(std::path::Path::new(path), "sendguard-http")
+                    .map_err(|e| HttpError::Config(format!("cannot open maildir {path:?}: {e}")))?;
+            return Ok(HttpProxy {
+                inner: Arc::new(Inner {
+                    route,
+                    guard,
+                    maildir: Some(Arc::new(maildir)),
+                    client: build_client(config)?,
+                    scheme: http::uri::Scheme::HTTP,
+                    authority: http::uri::Authority::from_static("localhost"),
+                    host: HeaderValue::from_static("localhost"),
+                    base_path: String::new(),
+                    max_body: config.max_body,
+                    upstream_timeout: config.upstream_timeout,
+                    client_timeout: config.client_timeout,
+                }),
+            });
+        }
         let uri: Uri = route.upstream.parse().map_err(|e| {
             HttpError::Config(format!(
                 "cannot parse http upstream {:?}: {e}",
@@ -102,6 +132,7 @@ impl HttpProxy {
             inner: Arc::new(Inner {
                 route,
                 guard,
+                maildir: None,
                 client,
                 scheme,
                 authority,
@@ -527,6 +558,12 @@ impl HttpProxy {
         for (n, v) in set {
             h.insert(n.clone(), v.clone());
         }
+        if let Some(maildir) = &self.inner.maildir {
+            if !translate::is_send(dialect, &parts.method, parts.uri.path()) {
+                return Answer::not_found(parts.uri.path()).into_response(dialect);
+            }
+            return deliver_to_maildir(maildir.clone(), out.into_body()).await;
+        }
         let sent =
             tokio::time::timeout(self.inner.upstream_timeout, self.inner.client.request(out)).await;
         match sent {
@@ -552,6 +589,47 @@ impl HttpProxy {
             }
         }
     }
+}
+
+/// Writes an accepted raw message into the local maildir: `202` with its id, or `503` when it
+/// cannot be written (the client keeps the message and retries).
+async fn deliver_to_maildir(
+    maildir: Arc<crate::smtp::upstream::Maildir>,
+    body: Full<Bytes>,
+) -> Response<ProxyBody> {
+    let bytes = match http_body_util::BodyExt::collect(body).await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    };
+    let written = tokio::task::spawn_blocking(move || maildir.deliver(&bytes)).await;
+    let (status, body) = match written {
+        Ok(Ok(id)) => (
+            http::StatusCode::ACCEPTED,
+            serde_json::json!({ "id": id, "message": "queued in the local maildir" }),
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot write to the maildir");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": format!("cannot write the message: {e}") }),
+            )
+        }
+        Err(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "the maildir writer failed" }),
+        ),
+    };
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+    }
+    r
 }
 
 trait ScopeText {

@@ -111,6 +111,9 @@ impl Daemon {
         if !self.config.contains("[admin]") {
             text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
         }
+        if !self.config.contains("[http]") {
+            text.push_str("\n[http]\nenabled = false\n");
+        }
         if !self.config.contains("[smtp]") {
             text.push_str("\n[smtp]\nenabled = false\n");
         }
