@@ -3,7 +3,7 @@
 //!
 //! - the race: several SMTP sessions send one campaign as fast as they can while the campaign is
 //!   paused through the admin API; once the pause call has returned, the upstream gets no message
-//!   the proxy judged afterwards, and every refusal is `451 4.7.1 … paused`. Thirty rounds,
+//!   the proxy judged afterwards, and every refusal is `451 4.7.1 … paused`. Up to thirty rounds,
 //!   resuming in between; the time the pause call takes and the time until the first refusal are
 //!   printed (measurements, not assertions);
 //! - the automatic trip: three placeholder leaks of a campaign pause it.
@@ -23,10 +23,16 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 30;
 const SESSIONS: usize = 4;
-/// Messages each session sends at most per round.
-const PER_SESSION: usize = 2000;
-/// A round that has not finished by then fails.
-const ROUND_LIMIT: Duration = Duration::from_secs(15);
+/// Messages each session sends at most per round (a safety bound: a pause call slowed down by a
+/// loaded machine can take seconds, and the sessions keep sending until it has returned).
+const PER_SESSION: usize = 50_000;
+/// Sessions stop sending this long after the pause returned, whatever they saw.
+const AFTER_PAUSE: Duration = Duration::from_secs(5);
+/// A safety bound on a round: sessions stop by then even if the pause call has not returned.
+const ROUND_LIMIT: Duration = Duration::from_secs(60);
+/// No new round starts after this much time (a loaded machine can stall processes for seconds);
+/// the number of rounds run is printed.
+const TIME_BUDGET: Duration = Duration::from_secs(40);
 /// Refusals after the pause returned that end a session's round.
 const REFUSALS_TO_STOP: usize = 3;
 const FROM: &str = "news@shop.example";
@@ -53,12 +59,20 @@ struct Shared {
 }
 
 /// One session: sends until it has seen a few refusals of messages it finished after the pause
-/// returned, or the round's limit.
+/// returned, or (having sent at least one such message) for [`AFTER_PAUSE`], or the round's
+/// limit.
 async fn session(port: u16, shared: Arc<Shared>) -> Vec<Sent> {
     let mut c = Client::connect(port).await;
-    let mut out = Vec::new();
+    let mut out: Vec<Sent> = Vec::new();
     let mut refused_after = 0;
     while Instant::now() < shared.deadline && out.len() < PER_SESSION {
+        let returned = *shared.returned.lock().unwrap();
+        if let Some(r) = returned {
+            let sent_after = out.last().is_some_and(|m| m.eod_sent > r);
+            if sent_after && r.elapsed() > AFTER_PAUSE {
+                break;
+            }
+        }
         let seq = shared.seq.fetch_add(1, Ordering::SeqCst);
         let msg = campaign_message(&shared.campaign, seq, "Spring sale");
         let s = c.message(seq, FROM, TO, &msg).await;
@@ -99,15 +113,15 @@ async fn no_message_of_a_paused_campaign_reaches_the_upstream_after_the_pause_re
     let (d, up, smtp, api) = start().await;
     let campaign = "race-campaign";
     let path = format!("/v1/pauses/campaign/{campaign}");
-    let test_deadline = Instant::now() + Duration::from_secs(120);
+    let started = Instant::now();
     let mut rounds = Vec::new();
     let mut violations: Vec<String> = Vec::new();
     let seq = Arc::new(AtomicU64::new(0));
     for round in 0..ROUNDS {
-        assert!(
-            Instant::now() < test_deadline,
-            "the rounds did not finish in 120 s"
-        );
+        if round > 0 && started.elapsed() > TIME_BUDGET {
+            println!("time budget spent after {round} rounds");
+            break;
+        }
         let first_seq = seq.load(Ordering::SeqCst);
         let shared = Arc::new(Shared {
             campaign: campaign.to_string(),
@@ -145,14 +159,13 @@ async fn no_message_of_a_paused_campaign_reaches_the_upstream_after_the_pause_re
 
         let mut sent: Vec<Sent> = Vec::new();
         for t in tasks {
-            let s = t.await.expect("session task");
-            let after = s.iter().filter(|m| m.eod_sent > returned).count();
-            assert!(
-                after > 0,
-                "round {round}: a session sent nothing after the pause returned (round limit?)"
-            );
-            sent.extend(s);
+            sent.extend(t.await.expect("session task"));
         }
+        assert!(
+            sent.iter().any(|m| m.eod_sent > returned),
+            "round {round}: no message was sent after the pause returned (pause call {:.1} ms)",
+            ms_between(put_sent, returned)
+        );
         seq.store(shared.seq.load(Ordering::SeqCst), Ordering::SeqCst);
         let a = api.call(Method::DELETE, &path, None).await;
         assert_eq!(a.status, 200, "resume: {}", a.text());
@@ -247,6 +260,12 @@ async fn no_message_of_a_paused_campaign_reaches_the_upstream_after_the_pause_re
             }
         }
         assert!(r.refused > 0, "round {round}: nothing was refused");
+        if r.put_ms > 1000.0 {
+            println!(
+                "round {round}: the pause call took {:.0} ms (machine stalled?)",
+                r.put_ms
+            );
+        }
         rounds.push(r);
     }
 
