@@ -403,7 +403,6 @@ async fn sigterm_drains_a_session_in_progress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the admin API"]
 async fn campaign_pause_via_the_admin_api() {
     use http_body_util::BodyExt;
     let up = Upstream::start(Script::default()).await;
