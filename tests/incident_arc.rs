@@ -1,8 +1,8 @@
 //! The whole incident arc against the real daemon, relaying to the recording stand-in upstream:
 //! a campaign to 1,000 recipients (100 suppressed) whose template breaks after 300 of them; the
-//! automatic trip stops it; the incident report counts exactly what the upstream received; the
-//! audience is exactly the affected, unsuppressed recipients; the apology reaches exactly them,
-//! once each, and nobody else; the campaign resumes on a ramp.
+//! automatic trip stops it; the incident report (admin API and CLI) counts exactly what the
+//! upstream received; the audience is exactly the affected, unsuppressed recipients; the apology
+//! reaches exactly them, once each, and nobody else; the campaign resumes on a ramp.
 
 mod admin_common;
 mod common;
@@ -400,6 +400,38 @@ async fn leak_trip_report_audience_apology_ramp() {
     }
     assert_eq!(audience, want, "affected minus suppressed, nobody else");
     assert_eq!(csv.lines().count(), want.len() + 1, "each once");
+
+    // The same through the CLI: the table and the CSV export.
+    let out = d.path("audience.csv");
+    let (report_text, csv) = {
+        let (id, out) = (id.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            let cli = |args: &[&str]| {
+                let o = std::process::Command::new(env!("CARGO_BIN_EXE_sendguard"))
+                    .arg("incident")
+                    .args(args)
+                    .args(["--admin", &format!("http://127.0.0.1:{admin}")])
+                    .env("SENDGUARD_ADMIN_TOKEN", TOKEN)
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{args:?}: {o:?}");
+                String::from_utf8(o.stdout).unwrap()
+            };
+            let text = cli(&["report", &id]);
+            cli(&["audience", &id, "--out", out.to_str().unwrap()]);
+            (text, std::fs::read_to_string(&out).unwrap())
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        report_text.contains(&format!("Recipients who got the message:  {n}")),
+        "{report_text}"
+    );
+    assert!(report_text.contains("{{FirstName}}"), "{report_text}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("recipient"));
+    assert_eq!(lines.map(str::to_lowercase).collect::<BTreeSet<_>>(), want);
 
     // 3. The apology campaign, declared for the incident.
     std::fs::write(
