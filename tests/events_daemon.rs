@@ -242,16 +242,10 @@ async fn flood_of_complaints_pauses_a_delivered_campaign() {
             .starts_with("black-friday: auto: complaint rate"),
         "{r}"
     );
-    // The monitor makes the pause durable in the background: wait for it (bounded).
-    let mut reason = None;
-    for _ in 0..100 {
-        reason = campaign_pause(&api, "black-friday").await;
-        if reason.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let reason = reason.expect("the campaign is paused");
+    // In force (and durable) by the time the answer says so.
+    let reason = campaign_pause(&api, "black-friday")
+        .await
+        .expect("the campaign is paused");
     assert!(reason.starts_with("auto: complaint rate"), "{reason}");
     for i in [0, 19] {
         assert!(suppressed(&api, &format!("buyer{i}@mail.test")).await);
@@ -283,4 +277,42 @@ async fn flood_of_complaints_pauses_a_delivered_campaign() {
         "{e}"
     );
     assert_eq!(up.messages.lock().unwrap().len(), SENT);
+}
+
+/// `ingest` reports a trip only once the pause is in force, also when it runs on a runtime's
+/// blocking pool (as the events endpoint runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingested_trip_is_in_force_when_reported() {
+    use sendguard::events::{ingest, parse_json};
+    use sendguard::model::Scope;
+    use sendguard::monitor::{Monitor, MonitorPolicy};
+    use sendguard::{Guard, GuardConfig};
+
+    for round in 0..20 {
+        let guard = Guard::open(GuardConfig::in_memory()).unwrap();
+        let monitor = Monitor::new(Some(guard.clone()), MonitorPolicy::default());
+        let mut events: Vec<serde_json::Value> = (0..250)
+            .map(|i| {
+                serde_json::json!({"email": format!("r{i}@mail.test"), "timestamp": 1795852800,
+                "event": "delivered", "campaign_id": "cyber-monday"})
+            })
+            .collect();
+        events.push(
+            serde_json::json!({"email": "r0@mail.test", "timestamp": 1795856400,
+            "event": "spamreport", "campaign_id": "cyber-monday"}),
+        );
+        let events = parse_json(&serde_json::to_vec(&events).unwrap()).unwrap();
+        let (report, in_force) = tokio::task::spawn_blocking(move || {
+            let report = ingest(&guard, &monitor, &events);
+            let scope = Scope::Campaign("cyber-monday".into());
+            (report, guard.pauses().iter().any(|p| p.scope == scope))
+        })
+        .await
+        .unwrap();
+        assert_eq!(report.paused.len(), 1, "{report:?}");
+        assert!(
+            in_force,
+            "round {round}: reported before the pause was in force"
+        );
+    }
 }
