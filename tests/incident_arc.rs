@@ -213,7 +213,8 @@ async fn leak_trip_report_audience_apology_ramp() {
          [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
         up.url()
     );
-    // The suppression list is in place before the daemon starts.
+    // The suppression list (upper case: addresses compare case-insensitively) is in the
+    // policies when the daemon starts: written into its policies folder, then a fresh start.
     let list: String = (0..TOTAL)
         .filter(|i| suppressed_before(*i))
         .map(|i| format!("{}\n", rcpt(i).to_uppercase()))
