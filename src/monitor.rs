@@ -296,10 +296,13 @@ impl Monitor {
             400..=499 => c.deferred += 1,
             _ => c.rejected += 1,
         };
-        self.record(campaign, recipient, at, f)
+        self.record(campaign, recipient, at, f, false)
     }
 
-    /// Records a delivery event. Returns the trip, as [`Monitor::record_reply`].
+    /// Records a delivery event. Returns the trip, as [`Monitor::record_reply`], except that the
+    /// pause is durable before this returns (it blocks on the state store: call it where
+    /// blocking is allowed, as [`crate::events::ingest`] is), so an answer that reports the trip
+    /// never runs ahead of the pause.
     pub fn record_event(&self, ev: &DeliveryEvent, at: SystemTime) -> Option<Trip> {
         let kind = ev.kind;
         let class = ev.bounce_class;
@@ -311,7 +314,7 @@ impl Monitor {
             EventKind::Complaint => c.complaints += 1,
             EventKind::Unsubscribe => {}
         };
-        self.record(ev.campaign.as_deref(), &ev.recipient, at, f)
+        self.record(ev.campaign.as_deref(), &ev.recipient, at, f, true)
     }
 
     fn record(
@@ -320,6 +323,7 @@ impl Monitor {
         recipient: &str,
         at: SystemTime,
         f: impl Fn(&mut Counts),
+        blocking: bool,
     ) -> Option<Trip> {
         let n = self
             .recorded
@@ -353,11 +357,12 @@ impl Monitor {
         };
         // Start afresh: a resume must not trip again on the numbers that caused this pause.
         lock(&self.campaigns).remove(campaign);
-        self.pause(&trip).then_some(trip)
+        self.pause(&trip, blocking).then_some(trip)
     }
 
-    /// Pauses the trip's campaign; `false` when it is paused already.
-    fn pause(&self, trip: &Trip) -> bool {
+    /// Pauses the trip's campaign (on the blocking pool when called from a tokio runtime, unless
+    /// `blocking` says the caller may block); `false` when it is paused already.
+    fn pause(&self, trip: &Trip, blocking: bool) -> bool {
         let Some(guard) = self.guard.clone() else {
             return true;
         };
@@ -373,10 +378,10 @@ impl Monitor {
             Err(e) => tracing::error!(%scope, error = %e, "deliverability monitor could not pause"),
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
+            Ok(h) if !blocking => {
                 h.spawn_blocking(run);
             }
-            Err(_) => run(),
+            _ => run(),
         }
         true
     }

@@ -1,5 +1,6 @@
 //! `src/admin/openapi.json` against the real daemon: every documented path and method exists
-//! and answers with a documented status, and every route the server has is documented.
+//! and answers with a documented status (and the documented body), and every route the server
+//! has is documented.
 
 mod admin_common;
 mod common;
@@ -17,11 +18,17 @@ fn spec() -> Value {
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
-/// A concrete request path for a template, with values that exist in the test daemon.
-fn concrete(template: &str) -> String {
+/// A concrete request path for a template, with values that exist in the test daemon
+/// (`incident`: an open incident's id; quarantine ids do not exist).
+fn concrete(template: &str, incident: &str) -> String {
+    let id = if template.starts_with("/v1/incidents/") {
+        incident
+    } else {
+        "openapi-check"
+    };
     template
         .replace("{scope}", "campaign")
-        .replace("{id}", "openapi-check")
+        .replace("{id}", id)
         .replace("{address}", "someone@example.invalid")
 }
 
@@ -114,6 +121,16 @@ async fn every_documented_operation_answers_with_a_documented_status() {
         .call(Method::PUT, "/v1/pauses/campaign/openapi-check", None)
         .await;
     assert_eq!(put.status, 200);
+    // An incident, so that its operations answer with their documented bodies.
+    let open = api
+        .call(
+            Method::POST,
+            "/v1/incidents",
+            Some(r#"{"campaign": "openapi-incident", "reason": "check"}"#),
+        )
+        .await;
+    assert_eq!(open.status, 200, "{}", open.text());
+    let incident = open.json()["id"].as_str().unwrap().to_string();
     let mut ops = Vec::new();
     for (path, item) in s["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -130,7 +147,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
             .keys()
             .map(|k| k.parse().unwrap())
             .collect();
-        let url = concrete(&path);
+        let url = concrete(&path, &incident);
         let body = op["requestBody"]["content"]
             .as_object()
             .and_then(|c| c.keys().next().cloned());

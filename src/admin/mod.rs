@@ -274,6 +274,55 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/reload",
         methods: &["POST"],
     },
+    // The incident workflow: dispatched by `workflow` before this table is consulted.
+    Route {
+        path: "/v1/incidents",
+        methods: &["GET", "POST"],
+    },
+    Route {
+        path: "/v1/incidents/{id}",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/incidents/{id}/report",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/incidents/{id}/audience",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/incidents/{id}/notes",
+        methods: &["POST"],
+    },
+    Route {
+        path: "/v1/incidents/{id}/close",
+        methods: &["POST"],
+    },
+    Route {
+        path: "/v1/events",
+        methods: &["POST"],
+    },
+    Route {
+        path: "/v1/monitor",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/quarantine",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/quarantine/{id}",
+        methods: &["GET", "DELETE"],
+    },
+    Route {
+        path: "/v1/quarantine/{id}/raw",
+        methods: &["GET"],
+    },
+    Route {
+        path: "/v1/quarantine/{id}/release",
+        methods: &["POST"],
+    },
 ];
 
 /// Finds the route of a request path and its decoded `{…}` parameters.

@@ -210,7 +210,9 @@ impl LedgerRecord {
 
 /// The records of a message sendguard refused (end of DATA, or an HTTP send it answered
 /// itself): one per envelope recipient, each with its own refusal when it has one (suppressed,
-/// not affected), else the message's refusal; findings and fingerprint attached.
+/// not affected) unless the message's refusal is more severe (a leak in a paused campaign is
+/// answered `554`, so it is rejected, not tempfailed), else the message's refusal; findings and
+/// fingerprint attached.
 pub fn refused_records(
     env: &Envelope,
     msg: Option<&Message>,
@@ -230,7 +232,11 @@ pub fn refused_records(
             if let Some(m) = msg {
                 rec = rec.with_message(m);
             }
-            match own.or(verdict.refusal.as_ref()) {
+            let refusal = match (own, verdict.refusal.as_ref()) {
+                (Some(o), Some(m)) if m.disposition() > o.disposition() => Some(m),
+                (o, m) => o.or(m),
+            };
+            match refusal {
                 Some(r) => rec.with_refusal(r),
                 None => rec,
             }
@@ -368,5 +374,29 @@ mod tests {
             ]
         );
         assert_eq!(recs[1].refusal.as_deref(), Some("paused"));
+
+        // A leak in a paused campaign: the client is told the (permanent) leak, and so is the
+        // ledger, for recipients the pause also matched.
+        let mut v = Verdict::pass();
+        v.recipients = vec![RecipientVerdict {
+            recipient: "b@x.test".into(),
+            disposition: crate::model::Disposition::Tempfail,
+            refusal: Some(Refusal::Paused {
+                scope: Scope::Campaign("c1".into()),
+                reason: "r".into(),
+            }),
+        }];
+        v.refuse(Refusal::Placeholder {
+            rule: "placeholder.angle".into(),
+            token: "<X>".into(),
+            location: Location::Subject,
+            action: Action::Reject,
+        });
+        let recs = refused_records(&env, Some(&msg), &v, "smtp");
+        let outcomes: Vec<Outcome> = recs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Rejected, Outcome::Rejected, Outcome::Rejected]
+        );
     }
 }
