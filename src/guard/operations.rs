@@ -12,7 +12,9 @@ use std::time::SystemTime;
 use super::{Guard, GuardError};
 use crate::apology::ApologyGate;
 use crate::incident::IncidentDesk;
-use crate::ledger::{refused_records, relayed_records, Ledger, LedgerConfig};
+use crate::ledger::{
+    refused_records, relayed_records, Ledger, LedgerConfig, LedgerRecord, Outcome,
+};
 use crate::model::{Disposition, Envelope, Message, Refusal, Verdict};
 use crate::monitor::Monitor;
 use crate::quarantine::{Quarantine, QuarantineError, ReleaseTarget, Upstream};
@@ -195,6 +197,31 @@ impl Guard {
             }
         }
         Ok(())
+    }
+
+    /// Records recipients refused before the message was known (at `RCPT TO`: suppressed,
+    /// paused), with the campaign and content of the message they would have received.
+    pub async fn record_refused_recipients(
+        &self,
+        front: &'static str,
+        env: &Envelope,
+        msg: &Message,
+        refused: &[(String, Refusal)],
+    ) {
+        let Some(ops) = self.operations().cloned() else {
+            return;
+        };
+        let records: Vec<LedgerRecord> = refused
+            .iter()
+            .map(|(rcpt, r)| {
+                LedgerRecord::new(Outcome::from_refusal(r), env, rcpt, front)
+                    .with_message(msg)
+                    .with_refusal(r)
+            })
+            .collect();
+        if let Err(e) = ops.ledger.record(records).await {
+            tracing::error!(error = %e, "ledger closed; outcome not recorded");
+        }
     }
 
     /// Records what became of a message: in the ledger (one record per recipient, waiting for

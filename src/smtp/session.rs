@@ -112,6 +112,9 @@ struct Tx {
     in_flight: usize,
     counts: Counts,
     upstream_code: u16,
+    /// Recipients refused at RCPT (suppressed, paused), written to the ledger at end of data
+    /// once the campaign is known from the headers.
+    refused_at_rcpt: Vec<(String, Refusal)>,
 }
 
 /// How a transaction ended, for the log line.
@@ -611,6 +614,7 @@ where
             broken: None,
             in_flight: 0,
             counts: Counts::default(),
+            refused_at_rcpt: Vec::new(),
             upstream_code: 0,
         };
         if let Err(refusal) = self.svc.guard.check_sender(&tx.env) {
@@ -710,7 +714,11 @@ where
                 refusal.kind(),
                 1,
             );
-            self.reply(SmtpReply::from_refusal(&refusal)).await;
+            let reply = SmtpReply::from_refusal(&refusal);
+            if tx.refused_at_rcpt.len() < self.svc.config.max_recipients {
+                tx.refused_at_rcpt.push((address, refusal));
+            }
+            self.reply(reply).await;
             return;
         }
         tx.in_flight += 1;
@@ -832,6 +840,11 @@ where
         let guard = self.svc.guard.clone();
         let verdict = guard.check_message(&mut tx.env, &message);
         guard.metrics().observe_verdict(FRONT, &verdict);
+        if !tx.refused_at_rcpt.is_empty() {
+            guard
+                .record_refused_recipients(FRONT, &tx.env, &message, &tx.refused_at_rcpt)
+                .await;
+        }
         if !verdict.is_pass() {
             let reply = match &verdict.refusal {
                 Some(r) => SmtpReply::from_refusal(r),
