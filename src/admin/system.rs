@@ -34,7 +34,7 @@ pub(super) fn healthz(ctx: &Ctx) -> Result<Response<Full<Bytes>>, ApiError> {
 pub(super) fn metrics(ctx: &Ctx) -> Result<Response<Full<Bytes>>, ApiError> {
     // Refresh the gauges that are computed on demand.
     let _ = ctx.guard.ramps();
-    let text = ctx.guard.metrics().render();
+    let text = ctx.guard.render_metrics();
     Response::builder()
         .status(StatusCode::OK)
         .header(

@@ -164,6 +164,8 @@ struct Inner {
     checked: AtomicU64,
     refused: AtomicU64,
     ops: OnceLock<Arc<Operations>>,
+    /// Scopes whose ramp rate is exported, so a ramp that ended loses its series.
+    ramp_series: Mutex<std::collections::HashSet<String>>,
 }
 
 const ACTOR_SELF: &str = "sendguard";
@@ -209,6 +211,7 @@ impl Guard {
                 checked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 ops: OnceLock::new(),
+                ramp_series: Mutex::default(),
             }),
         })
     }
@@ -520,12 +523,29 @@ impl Guard {
     pub fn ramps(&self) -> Vec<RampStatus> {
         let now = SystemTime::now();
         let status = self.inner.control.ramps().status(now);
+        let current: std::collections::HashSet<String> =
+            status.iter().map(|r| r.scope.to_string()).collect();
+        let mut shown = self
+            .inner
+            .ramp_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for gone in shown.difference(&current) {
+            self.inner.metrics.set_ramp_rate(gone, None);
+        }
         for r in &status {
             self.inner
                 .metrics
                 .set_ramp_rate(&r.scope.to_string(), Some(r.rate_per_second));
         }
+        *shown = current;
         status
+    }
+
+    /// Every metric in the Prometheus text format, with the ramp rates brought up to date.
+    pub fn render_metrics(&self) -> String {
+        self.ramps();
+        self.inner.metrics.render()
     }
 
     /// The audit trail of pauses, resumes, expiries and suppression edits, newest first.

@@ -69,6 +69,18 @@ impl Answer {
         }
     }
 
+    /// `503` with `Retry-After`: an unrendered placeholder under a rule whose action is
+    /// `tempfail` — the client keeps the request and retries (after the template is fixed).
+    pub fn placeholder_tempfail(token: &str, location: &str, label: &str) -> Answer {
+        let refused = Answer::placeholder(token, location, label);
+        Answer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(PAUSE_RETRY_SECS),
+            message: format!("{}; retry later", refused.message),
+            ..refused
+        }
+    }
+
     /// `422`: a merge tag has no substitution data for a recipient.
     pub fn missing_data(token: &str, recipient: &str, location: &str) -> Answer {
         Answer {
@@ -213,5 +225,22 @@ impl Answer {
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tempfail_leak_is_retryable() {
+        let a = Answer::placeholder_tempfail("{{x}}", "subject", "");
+        assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(a.retry_after, Some(PAUSE_RETRY_SECS));
+        assert!(a.message.contains("{{x}}") && a.message.contains("retry later"));
+        let r = a.into_response(Dialect::Sendgrid);
+        assert!(r.headers().contains_key(http::header::RETRY_AFTER));
+        let a = Answer::placeholder("{{x}}", "subject", "");
+        assert_eq!(a.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

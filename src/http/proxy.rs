@@ -381,14 +381,17 @@ impl HttpProxy {
         for (_, v, unit) in judged.iter() {
             match &v.refusal {
                 Some(Refusal::Placeholder {
-                    token, location, ..
+                    token,
+                    location,
+                    action,
+                    ..
                 }) => {
                     tracing::info!(%token, %location, label = %unit.label, "refused: placeholder leak");
-                    return Decision::Refuse(Answer::placeholder(
-                        token,
-                        location.as_str(),
-                        &unit.label,
-                    ));
+                    return Decision::Refuse(if *action == crate::model::Action::Tempfail {
+                        Answer::placeholder_tempfail(token, location.as_str(), &unit.label)
+                    } else {
+                        Answer::placeholder(token, location.as_str(), &unit.label)
+                    });
                 }
                 Some(r @ (Refusal::Policy { .. } | Refusal::NotAffected { .. })) => {
                     return Decision::Refuse(Answer::policy(&r.to_string()));
