@@ -10,6 +10,7 @@ pub mod placeholder;
 pub mod suppression;
 
 mod load;
+mod scan_cache;
 mod set;
 
 pub use load::{PolicyError, PolicyErrors};

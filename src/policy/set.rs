@@ -157,6 +157,8 @@ pub struct PolicySet {
     pub sources: Vec<PathBuf>,
     /// The policies directory.
     pub dir: PathBuf,
+    /// Findings of large decoded bodies already scanned under this snapshot.
+    cache: super::scan_cache::ScanCache,
 }
 
 /// What an evaluation reads besides the policies: the control-state snapshots.
@@ -190,6 +192,7 @@ impl PolicySet {
             detector,
             sources,
             dir: dir.to_path_buf(),
+            cache: Default::default(),
         })
     }
 
@@ -215,6 +218,7 @@ impl PolicySet {
             detector,
             sources: Vec::new(),
             dir: PathBuf::new(),
+            cache: Default::default(),
         })
     }
 
@@ -300,10 +304,12 @@ impl PolicySet {
             findings.extend(self.detector.scan_text(n, crate::model::Location::FromName));
         }
         for t in &content.text {
-            findings.extend(self.detector.scan_text(t, crate::model::Location::Text));
+            findings.extend(self.cache.get_or_scan(1, t, || {
+                self.detector.scan_text(t, crate::model::Location::Text)
+            }));
         }
         for h in &content.html {
-            findings.extend(self.detector.scan_html(h));
+            findings.extend(self.cache.get_or_scan(2, h, || self.detector.scan_html(h)));
         }
         self.judge(env, findings, ctx)
     }
