@@ -75,9 +75,16 @@ impl Writer {
                 let cmd = match rx.try_recv() {
                     Ok(cmd) => cmd,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(cmd)) => cmd,
-                            _ => break,
+                        // Sleep out the linger and take what arrived meanwhile, instead of
+                        // waking for every record: at thousands of records a second that is one
+                        // wake-up per batch rather than one per record.
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(deadline).await;
+                        match rx.try_recv() {
+                            Ok(cmd) => cmd,
+                            Err(_) => break,
                         }
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
