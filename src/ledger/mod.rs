@@ -227,25 +227,35 @@ impl Ledger {
         recs: impl IntoIterator<Item = LedgerRecord>,
     ) -> Result<(), LedgerError> {
         for rec in recs {
-            let cmd = Cmd::Record(Box::new(rec));
-            match self.inner.tx.try_send(cmd) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(cmd)) => {
-                    self.inner
-                        .counters
-                        .producer_waits
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.inner
-                        .tx
-                        .send(cmd)
-                        .await
-                        .map_err(|_| LedgerError::Closed)?;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::Closed),
+            if let Some(cmd) = self.try_queue(rec)? {
+                self.inner
+                    .tx
+                    .send(cmd)
+                    .await
+                    .map_err(|_| LedgerError::Closed)?;
+                self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
-            self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Queues a record when there is room; hands it back (counted as a producer wait) when the
+    /// queue is full, for the caller to wait in its own way.
+    fn try_queue(&self, rec: LedgerRecord) -> Result<Option<Cmd>, LedgerError> {
+        match self.inner.tx.try_send(Cmd::Record(Box::new(rec))) {
+            Ok(()) => {
+                self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                self.inner
+                    .counters
+                    .producer_waits
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(Some(cmd))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(LedgerError::Closed),
+        }
     }
 
     /// Queues records from a thread that is not running async code, blocking while the queue
@@ -261,22 +271,13 @@ impl Ledger {
         recs: impl IntoIterator<Item = LedgerRecord>,
     ) -> Result<(), LedgerError> {
         for rec in recs {
-            let cmd = Cmd::Record(Box::new(rec));
-            match self.inner.tx.try_send(cmd) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(cmd)) => {
-                    self.inner
-                        .counters
-                        .producer_waits
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.inner
-                        .tx
-                        .blocking_send(cmd)
-                        .map_err(|_| LedgerError::Closed)?;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(LedgerError::Closed),
+            if let Some(cmd) = self.try_queue(rec)? {
+                self.inner
+                    .tx
+                    .blocking_send(cmd)
+                    .map_err(|_| LedgerError::Closed)?;
+                self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
-            self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -225,25 +225,28 @@ impl PolicySet {
     /// Completes the envelope's campaign and tenant from the message headers where the front-end
     /// did not know them.
     pub fn identify(&self, env: &mut Envelope, msg: &Message) {
-        if env.campaign.is_none() {
-            env.campaign = self.file.identity.campaign_headers.iter().find_map(|h| {
-                let v = msg.header(h)?;
+        self.identify_with(env, |name| msg.header(name));
+    }
+
+    /// Fills in campaign and tenant from header values found by `get` (trimmed, empty ones
+    /// skipped); `Feedback-ID` contributes its first colon-separated field.
+    fn identify_with(&self, env: &mut Envelope, get: impl Fn(&str) -> Option<String>) {
+        let find = |names: &[String]| {
+            names.iter().find_map(|h| {
+                let v = get(h)?;
                 let v = if h.eq_ignore_ascii_case("Feedback-ID") {
                     v.split(':').next().unwrap_or("").trim().to_string()
                 } else {
-                    v
+                    v.trim().to_string()
                 };
                 (!v.is_empty()).then_some(v)
-            });
+            })
+        };
+        if env.campaign.is_none() {
+            env.campaign = find(&self.file.identity.campaign_headers);
         }
         if env.tenant.is_none() {
-            env.tenant = self
-                .file
-                .identity
-                .tenant_headers
-                .iter()
-                .find_map(|h| msg.header(h).filter(|v| !v.is_empty()))
-                .or_else(|| env.auth_user.clone());
+            env.tenant = find(&self.file.identity.tenant_headers).or_else(|| env.auth_user.clone());
         }
     }
 
@@ -316,27 +319,12 @@ impl PolicySet {
 
     /// Completes campaign and tenant from decoded header pairs (HTTP send APIs).
     pub fn identify_headers(&self, env: &mut Envelope, headers: &[(&str, &str)]) {
-        let find = |names: &[String]| {
-            names.iter().find_map(|h| {
-                headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(h))
-                    .map(|(n, v)| {
-                        if n.eq_ignore_ascii_case("Feedback-ID") {
-                            v.split(':').next().unwrap_or("").trim().to_string()
-                        } else {
-                            v.trim().to_string()
-                        }
-                    })
-                    .filter(|v| !v.is_empty())
-            })
-        };
-        if env.campaign.is_none() {
-            env.campaign = find(&self.file.identity.campaign_headers);
-        }
-        if env.tenant.is_none() {
-            env.tenant = find(&self.file.identity.tenant_headers).or_else(|| env.auth_user.clone());
-        }
+        self.identify_with(env, |name| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        });
     }
 
     /// Judges a whole message: pauses, suppression of each recipient, placeholder leaks.
