@@ -480,3 +480,75 @@ async fn oversized_bodies_get_413() {
     assert_eq!(a.status, 413, "{}", a.text());
     assert!(sg.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
+    let sg = StandIn::start("sendgrid").await;
+    let port = free_port();
+    let cfg =
+        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 3\n");
+    let mut d = Daemon::start(&cfg, &[port]);
+    let pid = d.pid().expect("daemon runs");
+    let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|comm| comm.starts_with("sendguard-http"))
+                .count()
+        })
+        .unwrap_or(3);
+    assert_eq!(workers, 3, "http worker threads; log:\n{}", d.log());
+
+    // Concurrent connections, each with its own body: every one is forwarded exactly once.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sent = Vec::new();
+    for i in 0..24 {
+        let body = SG_CLEAN.replace("spring-2026", &format!("spring-{i}"));
+        sent.push(body.clone());
+        tasks.spawn(async move {
+            send(
+                addr(port),
+                "POST",
+                "/v3/mail/send",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+            .status
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("client task"), 202, "{}", d.log());
+    }
+    let mut got: Vec<String> = sg
+        .wait_for(24)
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+
+    // Every worker judges with the same policies: a leak is refused on every connection.
+    let leak = SG_CLEAN.replace("Hello Anna,</p>", "Hello <FirstName>,</p>");
+    for _ in 0..6 {
+        let a = send(
+            addr(port),
+            "POST",
+            "/v3/mail/send",
+            &[("content-type", "application/json")],
+            leak.clone(),
+        )
+        .await;
+        assert_eq!(a.status, 422, "{}", a.text());
+    }
+    assert_eq!(sg.wait_for(24).await.len(), 24);
+
+    assert_eq!(
+        d.terminate(std::time::Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        d.log()
+    );
+}

@@ -260,13 +260,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             );
         }
         for (listener, proxy) in proxies {
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                proxy
-                    .serve(listener, shutdown)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
+            let workers = crate::http::serve_workers(listener, proxy, &http, shutdown.clone())?;
+            tasks.spawn(async move { workers.await.map_err(anyhow::Error::from) });
         }
     }
 

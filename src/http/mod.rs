@@ -40,6 +40,7 @@
 //! dialect = "sendgrid"
 //! suppressed = "refuse"            # or "strip"
 //! max_body = 31457280              # bytes; 413 above
+//! workers = 0                      # threads per route; 0 = one per CPU
 //! # upstream_ca = "private-ca.pem" # extra trusted CAs, added to the webpki roots
 //!
 //! [[http.routes]]                  # more listeners, each with its own dialect and upstream
@@ -214,9 +215,13 @@ pub struct HttpConfig {
     /// Time for a client to send its request headers and body (default 60s).
     #[serde(default = "default_client_timeout", with = "humantime_serde")]
     pub client_timeout: Duration,
-    /// Idle upstream connections kept per host for reuse (default 256).
+    /// Idle upstream connections kept per host for reuse (default 256), per worker.
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle: usize,
+    /// Worker threads per route (default 0: one per CPU). Each runs its own event loop with its
+    /// own upstream connection pool, so a request and its upstream call stay on one thread.
+    #[serde(default)]
+    pub workers: usize,
     /// More routes, each on its own listener.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -295,6 +300,7 @@ impl Default for HttpConfig {
             upstream_timeout: default_upstream_timeout(),
             client_timeout: default_client_timeout(),
             pool_max_idle: default_pool_idle(),
+            workers: 0,
             routes: Vec::new(),
         }
     }
@@ -378,6 +384,9 @@ pub enum HttpError {
         /// The error.
         source: std::io::Error,
     },
+    /// A worker thread or its event loop could not be started.
+    #[error("cannot start http worker: {0}")]
+    Worker(std::io::Error),
     /// The upstream CA file could not be used.
     #[error("cannot use upstream_ca {path}: {message}")]
     Ca {
@@ -410,6 +419,85 @@ pub async fn bind(
         out.push((listener, proxy));
     }
     Ok(out)
+}
+
+/// Serves one route on [`HttpConfig::workers`] threads (one per CPU by default), each with a
+/// single-threaded event loop and its own upstream pool, all accepting from `listener`: a
+/// request, its judging and its upstream call run on one thread without hand-offs, the way
+/// nginx's worker processes share a listening socket. Completes when every worker has drained
+/// after `shutdown`.
+///
+/// # Errors
+/// A worker that cannot be started; the first error of a worker once all have stopped.
+pub fn serve_workers(
+    listener: tokio::net::TcpListener,
+    proxy: HttpProxy,
+    config: &HttpConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<impl std::future::Future<Output = Result<(), HttpError>>, HttpError> {
+    let n = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    tracing::info!(
+        listen = %proxy.route().listen,
+        upstream = %proxy.route().upstream,
+        dialect = %proxy.route().dialect,
+        workers = n,
+        "http proxy ready"
+    );
+    let listener = listener.into_std().map_err(HttpError::Worker)?;
+    let mut done = Vec::with_capacity(n);
+    for i in 0..n {
+        let listener = listener.try_clone().map_err(HttpError::Worker)?;
+        let proxy = if i == 0 {
+            proxy.clone()
+        } else {
+            proxy.with_own_pool(config)?
+        };
+        let shutdown = shutdown.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("sendguard-http-{i}"))
+            .spawn(move || {
+                let result = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)
+                            .map_err(HttpError::Worker)?;
+                        proxy.serve(listener, shutdown).await
+                    }),
+                    Err(e) => Err(HttpError::Worker(e)),
+                };
+                let _ = tx.send(result);
+            })
+            .map_err(HttpError::Worker)?;
+        done.push(rx);
+    }
+    Ok(async move {
+        let mut result = Ok(());
+        for rx in done {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "http worker stopped with an error");
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+                Err(_) => {
+                    let e = HttpError::Worker(std::io::Error::other("an http worker panicked"));
+                    tracing::error!(error = %e, "http worker ended");
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        result
+    })
 }
 
 #[cfg(test)]

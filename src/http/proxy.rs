@@ -145,6 +145,30 @@ impl HttpProxy {
         })
     }
 
+    /// The same route with a connection pool of its own, for another worker thread: pooled
+    /// upstream connections are driven by the event loop that opened them.
+    ///
+    /// # Errors
+    /// An `upstream_ca` file that cannot be read (as in [`HttpProxy::new`]).
+    pub fn with_own_pool(&self, config: &HttpConfig) -> Result<HttpProxy, HttpError> {
+        let i = &self.inner;
+        Ok(HttpProxy {
+            inner: Arc::new(Inner {
+                route: i.route.clone(),
+                guard: i.guard.clone(),
+                maildir: i.maildir.clone(),
+                client: build_client(config)?,
+                scheme: i.scheme.clone(),
+                authority: i.authority.clone(),
+                host: i.host.clone(),
+                base_path: i.base_path.clone(),
+                max_body: i.max_body,
+                upstream_timeout: i.upstream_timeout,
+                client_timeout: i.client_timeout,
+            }),
+        })
+    }
+
     /// The route this proxy serves.
     pub fn route(&self) -> &Route {
         &self.inner.route
@@ -166,11 +190,11 @@ impl HttpProxy {
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.client_timeout)
             .keep_alive(true);
-        tracing::info!(
+        tracing::debug!(
             listen = %self.inner.route.listen,
             upstream = %self.inner.route.upstream,
             dialect = %self.inner.route.dialect,
-            "http proxy ready"
+            "http proxy accepting"
         );
         loop {
             let accepted = tokio::select! {
