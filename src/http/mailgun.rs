@@ -15,7 +15,8 @@ use std::collections::HashSet;
 
 use super::merge;
 use super::translate::{
-    filter_list, first_field, mailgun_domain, name_of, split_addresses, Reject, Req, Stripped, Unit,
+    filter_list, first_field, mailgun_domain, name_of, split_addresses, Reject, Req, Stripped,
+    Text, Unit,
 };
 
 /// One form field.
@@ -197,8 +198,8 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
         return Ok(vec![Unit {
             recipients,
             subject: subject.map(Cow::Owned),
-            text: text.into_iter().map(Cow::Owned).collect(),
-            html: html.into_iter().map(Cow::Owned).collect(),
+            text: text.into_iter().map(Text::Owned).collect(),
+            html: html.into_iter().map(Text::Owned).collect(),
             ..base
         }]);
     }
@@ -247,10 +248,10 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
             u.subject = Some(Cow::Owned(render(s, "subject")?));
         }
         for t in &text {
-            u.text.push(Cow::Owned(render(t, "text")?));
+            u.text.push(Text::Owned(render(t, "text")?));
         }
         for h in &html {
-            u.html.push(Cow::Owned(render(h, "html")?));
+            u.html.push(Text::Owned(render(h, "html")?));
         }
         units.push(u);
     }

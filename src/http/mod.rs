@@ -65,6 +65,7 @@
 //!   `X-Sendguard-To` (comma list, repeatable), `X-Sendguard-Campaign`, `X-Sendguard-Tenant`.
 
 mod answer;
+mod json_text;
 mod mailgun;
 mod merge;
 mod postmark;
@@ -422,10 +423,11 @@ pub async fn bind(
 }
 
 /// Serves one route on [`HttpConfig::workers`] threads (one per CPU by default), each with a
-/// single-threaded event loop and its own upstream pool, all accepting from `listener`: a
-/// request, its judging and its upstream call run on one thread without hand-offs, the way
-/// nginx's worker processes share a listening socket. Completes when every worker has drained
-/// after `shutdown`.
+/// single-threaded event loop and its own upstream pool: a request, its judging and its upstream
+/// call run on one thread without hand-offs, the way nginx's worker processes do. One acceptor
+/// hands each new connection to the worker with the fewest open connections, so keep-alive
+/// clients spread evenly however the kernel wakes the workers. Completes when the acceptor has
+/// stopped and every worker has drained after `shutdown`.
 ///
 /// # Errors
 /// A worker that cannot be started; the first error of a worker once all have stopped.
@@ -435,6 +437,9 @@ pub fn serve_workers(
     config: &HttpConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<impl std::future::Future<Output = Result<(), HttpError>>, HttpError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     let n = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         n => n,
@@ -446,15 +451,17 @@ pub fn serve_workers(
         workers = n,
         "http proxy ready"
     );
-    let listener = listener.into_std().map_err(HttpError::Worker)?;
     let mut done = Vec::with_capacity(n);
+    let mut workers = Vec::with_capacity(n);
     for i in 0..n {
-        let listener = listener.try_clone().map_err(HttpError::Worker)?;
         let proxy = if i == 0 {
             proxy.clone()
         } else {
             proxy.with_own_pool(config)?
         };
+        let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
+        let open = Arc::new(AtomicUsize::new(0));
+        workers.push((hand, open.clone()));
         let shutdown = shutdown.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -464,11 +471,7 @@ pub fn serve_workers(
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(async move {
-                        let listener = tokio::net::TcpListener::from_std(listener)
-                            .map_err(HttpError::Worker)?;
-                        proxy.serve(listener, shutdown).await
-                    }),
+                    Ok(rt) => rt.block_on(proxy.serve_handed(handed, open, shutdown)),
                     Err(e) => Err(HttpError::Worker(e)),
                 };
                 let _ = tx.send(result);
@@ -476,26 +479,64 @@ pub fn serve_workers(
             .map_err(HttpError::Worker)?;
         done.push(rx);
     }
-    Ok(async move {
+    let acceptor = async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, %peer, "http connection could not be handed over");
+                    continue;
+                }
+            };
+            let Some((hand, open)) = workers
+                .iter()
+                .filter(|(hand, _)| !hand.is_closed())
+                .min_by_key(|(_, open)| open.load(Ordering::Relaxed))
+            else {
+                tracing::error!("every http worker has stopped; no longer accepting");
+                break;
+            };
+            open.fetch_add(1, Ordering::Relaxed);
+            if hand.send((stream, peer)).is_err() {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(%peer, "an http worker stopped; connection closed");
+            }
+        }
+        // Closing the hand-over channels lets the workers drain and stop.
+        drop(workers);
+    };
+    let workers_done = async move {
         let mut result = Ok(());
         for rx in done {
-            match rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "http worker stopped with an error");
-                    if result.is_ok() {
-                        result = Err(e);
-                    }
-                }
-                Err(_) => {
-                    let e = HttpError::Worker(std::io::Error::other("an http worker panicked"));
-                    tracing::error!(error = %e, "http worker ended");
-                    if result.is_ok() {
-                        result = Err(e);
-                    }
+            let outcome = match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(HttpError::Worker(std::io::Error::other(
+                    "an http worker panicked",
+                ))),
+            };
+            if let Err(e) = outcome {
+                tracing::error!(error = %e, "http worker stopped with an error");
+                if result.is_ok() {
+                    result = Err(e);
                 }
             }
         }
+        result
+    };
+    Ok(async move {
+        let ((), result) = tokio::join!(acceptor, workers_done);
         result
     })
 }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use super::merge;
 use super::translate::{
     address_of, filter_list, first_field, name_of, split_addresses, JsonText, Reject, Req,
-    Stripped, Unit,
+    Stripped, Text, Unit,
 };
 
 #[derive(Deserialize)]
@@ -223,19 +223,19 @@ fn unit<'a>(
         if let Some(m) = &e.template_model {
             model_texts(m, &mut texts);
         }
-        u.text = texts.into_iter().map(Cow::Owned).collect();
+        u.text = texts.into_iter().map(Text::Owned).collect();
         u.recipients = recipients;
         u.label = label;
         return Ok(u);
     }
     let first = recipients.first().cloned().unwrap_or_default();
-    let render = |text: Cow<'a, str>, w: &str| -> Result<Cow<'a, str>, Reject> {
+    let render = |text: Text<'a>, w: &str| -> Result<Text<'a>, Reject> {
         let Some(model) = &e.template_model else {
             return Ok(text);
         };
         match merge::render_handlebars(&text, model) {
             Ok(Cow::Borrowed(_)) => Ok(text),
-            Ok(Cow::Owned(s)) => Ok(Cow::Owned(s)),
+            Ok(Cow::Owned(s)) => Ok(Text::Owned(s)),
             Err(m) => Err(Reject::MissingData {
                 token: m.token,
                 recipient: first.clone(),
@@ -248,7 +248,10 @@ fn unit<'a>(
         }
     };
     if let Some(s) = e.subject.clone() {
-        u.subject = Some(render(s, "Subject")?);
+        u.subject = Some(match render(s.into(), "Subject")? {
+            Text::Borrowed(b) => Cow::Borrowed(b),
+            other => Cow::Owned(other.to_string()),
+        });
     }
     if let Some(h) = e.html_body {
         u.html.push(render(h.0, "HtmlBody")?);
@@ -404,7 +407,7 @@ mod tests {
             |r| {
                 let u = parse(r).unwrap();
                 assert_eq!(u[0].recipients, ["a@x.test"]);
-                assert!(u[0].text.iter().any(|t| t == "{{oops}}"));
+                assert!(u[0].text.iter().any(|t| &**t == "{{oops}}"));
                 let s: HashSet<String> = ["a@x.test".to_string()].into();
                 let st = strip(r, &s).unwrap();
                 assert_eq!((st.removed, st.remaining), (1, 0));

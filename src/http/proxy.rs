@@ -9,7 +9,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -184,56 +185,51 @@ impl HttpProxy {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), HttpError> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.inner.client_timeout)
-            .keep_alive(true);
-        tracing::debug!(
-            listen = %self.inner.route.listen,
-            upstream = %self.inner.route.upstream,
-            dialect = %self.inner.route.dialect,
-            "http proxy accepting"
-        );
+        let conns = Connections::new(&self);
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => a,
             };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
+            match accepted {
+                Ok((stream, peer)) => conns.serve(&self, stream, peer, None),
                 Err(e) => {
                     tracing::warn!(error = %e, "http accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let ip = peer.ip();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle_from(req, Some(ip)).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let conn = graceful.watch(conn);
-            let metrics = self.inner.guard.metrics().clone();
-            tokio::spawn(async move {
-                metrics.connection(FRONT, 1);
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, %peer, "http connection ended with an error");
-                }
-                metrics.connection(FRONT, -1);
-            });
-        }
-        drop(listener);
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {
-                tracing::warn!("http requests still in progress after 30s; stopping anyway");
             }
         }
+        drop(listener);
+        conns.drain().await;
+        Ok(())
+    }
+
+    /// Serves the connections a dispatcher hands over (see [`super::serve_workers`]) until the
+    /// dispatcher stops or `shutdown` is cancelled, then drains like [`HttpProxy::serve`].
+    /// `open` counts this worker's open connections, for the dispatcher's balance.
+    pub(crate) async fn serve_handed(
+        self,
+        mut handed: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+        open: Arc<AtomicUsize>,
+        shutdown: CancellationToken,
+    ) -> Result<(), HttpError> {
+        let conns = Connections::new(&self);
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = handed.recv() => n,
+            };
+            let Some((stream, peer)) = next else { break };
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => conns.serve(&self, stream, peer, Some(open.clone())),
+                Err(e) => {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, %peer, "http connection could not be registered");
+                }
+            }
+        }
+        drop(handed);
+        conns.drain().await;
         Ok(())
     }
 
@@ -729,6 +725,68 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, request: bool) {
             continue;
         }
         to.append(n.clone(), v.clone());
+    }
+}
+
+/// The connections of one listener or worker: hyper's HTTP/1 settings and the graceful-shutdown
+/// watch over every connection.
+struct Connections {
+    builder: hyper::server::conn::http1::Builder,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+}
+
+impl Connections {
+    fn new(proxy: &HttpProxy) -> Connections {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(proxy.inner.client_timeout)
+            .keep_alive(true);
+        Connections {
+            builder,
+            graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        }
+    }
+
+    /// Serves one connection in a task of its own; `open` is decremented when it ends.
+    fn serve(
+        &self,
+        proxy: &HttpProxy,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        open: Option<Arc<AtomicUsize>>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let ip = peer.ip();
+        let for_requests = proxy.clone();
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let proxy = for_requests.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle_from(req, Some(ip)).await) }
+        });
+        let conn = self
+            .graceful
+            .watch(self.builder.serve_connection(TokioIo::new(stream), svc));
+        let metrics = proxy.inner.guard.metrics().clone();
+        tokio::spawn(async move {
+            metrics.connection(FRONT, 1);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "http connection ended with an error");
+            }
+            metrics.connection(FRONT, -1);
+            if let Some(open) = open {
+                open.fetch_sub(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Lets requests in progress finish, at most 30 seconds.
+    async fn drain(self) {
+        tokio::select! {
+            _ = self.graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                tracing::warn!("http requests still in progress after 30s; stopping anyway");
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::merge;
-use super::translate::{first_field, is_suppressed, JsonText, Reject, Req, Stripped, Unit};
+use super::translate::{first_field, is_suppressed, JsonText, Reject, Req, Stripped, Text, Unit};
 
 #[derive(Deserialize)]
 struct Mail<'a> {
@@ -241,7 +241,7 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
                     "html"
                 };
                 let v = render(&part.value.0, w)?;
-                push_part(&mut unit, &part.kind, Cow::Owned(v));
+                push_part(&mut unit, &part.kind, Text::Owned(v));
             }
         }
         units.push(unit);
@@ -249,7 +249,7 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
     Ok(units)
 }
 
-fn push_part<'a>(unit: &mut Unit<'a>, kind: &str, value: Cow<'a, str>) {
+fn push_part<'a>(unit: &mut Unit<'a>, kind: &str, value: Text<'a>) {
     if kind.eq_ignore_ascii_case("text/plain") {
         unit.text.push(value);
     } else {
@@ -347,16 +347,8 @@ mod tests {
                     campaign: u.campaign,
                     tenant: u.tenant,
                     subject: u.subject.map(|s| Cow::Owned(s.into_owned())),
-                    text: u
-                        .text
-                        .into_iter()
-                        .map(|s| Cow::Owned(s.into_owned()))
-                        .collect(),
-                    html: u
-                        .html
-                        .into_iter()
-                        .map(|s| Cow::Owned(s.into_owned()))
-                        .collect(),
+                    text: u.text.iter().map(|s| Text::Owned(s.to_string())).collect(),
+                    html: u.html.iter().map(|s| Text::Owned(s.to_string())).collect(),
                     ..Unit::default()
                 })
                 .collect()

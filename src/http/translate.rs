@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+pub(crate) use super::json_text::{JsonText, Text};
 use super::{Dialect, Route};
 use crate::model::{Content, Envelope, Message};
 
@@ -27,9 +28,9 @@ pub(crate) struct Unit<'a> {
     /// Display names of the sender and reply-to.
     pub names: Vec<Cow<'a, str>>,
     /// Text bodies.
-    pub text: Vec<Cow<'a, str>>,
+    pub text: Vec<Text<'a>>,
     /// HTML bodies.
-    pub html: Vec<Cow<'a, str>>,
+    pub html: Vec<Text<'a>>,
     /// Custom headers (for campaign lookup by the policies' identity headers).
     pub headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// A whole MIME message (Mailgun `messages.mime`, raw), judged with `check_message`.
@@ -253,82 +254,9 @@ pub(crate) fn first_field<'f>(
     })
 }
 
-/// A JSON string field holding a large body (HTML, text), decoded on serde_json's byte path:
-/// escapes are processed as usual, the scan for the closing quote is vectorised (`memchr2`),
-/// and UTF-8 is validated once here. Raw control characters inside the string are accepted
-/// (the upstream judges JSON validity); the content is checked all the same.
-#[derive(Debug, Default)]
-pub(crate) struct JsonText<'a>(pub Cow<'a, str>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for JsonText<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = JsonText<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_bytes<E: serde::de::Error>(
-                self,
-                v: &'de [u8],
-            ) -> Result<Self::Value, E> {
-                std::str::from_utf8(v)
-                    .map(|s| JsonText(Cow::Borrowed(s)))
-                    .map_err(|_| E::custom("string is not valid UTF-8"))
-            }
-
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-                std::str::from_utf8(v)
-                    .map(|s| JsonText(Cow::Owned(s.to_string())))
-                    .map_err(|_| E::custom("string is not valid UTF-8"))
-            }
-
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
-                String::from_utf8(v)
-                    .map(|s| JsonText(Cow::Owned(s)))
-                    .map_err(|_| E::custom("string is not valid UTF-8"))
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(JsonText(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(JsonText(Cow::Owned(v.to_string())))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(JsonText(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_bytes(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_text_decodes_escapes_and_borrows_plain_strings() {
-        #[derive(serde::Deserialize)]
-        struct T<'a> {
-            #[serde(borrow)]
-            v: JsonText<'a>,
-        }
-        let t: T<'_> = serde_json::from_slice(br#"{"v":"plain"}"#).unwrap();
-        assert!(matches!(t.v.0, Cow::Borrowed("plain")));
-        let t: T<'_> = serde_json::from_slice(br#"{"v":"a\n\"b\u00e9\ud83d\ude00"}"#).unwrap();
-        assert_eq!(t.v.0, "a\n\"b\u{e9}\u{1f600}");
-        assert!(serde_json::from_slice::<T<'_>>(br#"{"v":"\ud800"}"#).is_err());
-        assert!(serde_json::from_slice::<T<'_>>(br#"{"v":[1]}"#).is_err());
-        assert!(serde_json::from_slice::<T<'_>>(b"{\"v\":\"\xff\"}").is_err());
-    }
 
     #[test]
     fn splits_lists() {
