@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 
 use crate::model::{Disposition, Verdict};
 
@@ -26,6 +27,23 @@ pub struct Metrics {
     connections: Family<Labels, Gauge>,
     check_seconds: Family<Labels, Histogram>,
     added_latency_seconds: Family<Labels, Histogram>,
+    /// Series touched by every message of a front-end, looked up once: a `Family` lookup builds
+    /// its label set (allocations) and takes a lock. Index: [`FRONTS`].
+    hot: [Hot; 2],
+}
+
+/// The front-ends whose per-message series are kept in [`Hot`].
+const FRONTS: [&str; 2] = ["smtp", "http"];
+
+/// Handles (shared with their families) of one front-end's per-message series.
+#[derive(Default)]
+struct Hot {
+    check: OnceLock<Histogram>,
+    added: OnceLock<Histogram>,
+    connections: OnceLock<Gauge>,
+    passed: OnceLock<Counter>,
+    /// By reply class: error, 1xx .. 5xx.
+    replies: [OnceLock<Counter>; 6],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +81,7 @@ impl Metrics {
             connections: Family::default(),
             check_seconds: Family::new_with_constructor(latency_histogram),
             added_latency_seconds: Family::new_with_constructor(latency_histogram),
+            hot: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,18 +144,26 @@ impl Metrics {
 
     /// Counts one judged message and its recipients.
     pub fn observe_verdict(&self, front: &'static str, verdict: &Verdict) {
-        let rule = verdict
-            .refusal
-            .as_ref()
-            .map(|r| r.kind().to_string())
-            .unwrap_or_default();
-        self.messages
-            .get_or_create(&vec![
-                ("front", front.to_string()),
-                ("verdict", verdict.disposition.as_str().to_string()),
-                ("rule", rule),
-            ])
-            .inc();
+        match (&verdict.refusal, self.hot(front)) {
+            (None, Some(hot)) if verdict.disposition == Disposition::Pass => hot
+                .passed
+                .get_or_init(|| self.messages.get_or_create(&pass_labels(front)).clone())
+                .inc(),
+            _ => {
+                let rule = verdict
+                    .refusal
+                    .as_ref()
+                    .map(|r| r.kind().to_string())
+                    .unwrap_or_default();
+                self.messages
+                    .get_or_create(&vec![
+                        ("front", front.to_string()),
+                        ("verdict", verdict.disposition.as_str().to_string()),
+                        ("rule", rule),
+                    ])
+                    .inc()
+            }
+        };
         for f in &verdict.findings {
             self.findings
                 .get_or_create(&vec![
@@ -171,13 +198,24 @@ impl Metrics {
     /// Counts one reply from the upstream: `code` is the status (SMTP or HTTP); 0 means no reply
     /// (connection failure, timeout).
     pub fn upstream_reply(&self, front: &'static str, code: u16) {
-        let class = match code {
-            0 => "error".to_string(),
-            c => format!("{}xx", c / 100),
+        let labels = || {
+            let class = match code {
+                0 => "error".to_string(),
+                c => format!("{}xx", c / 100),
+            };
+            vec![("front", front.to_string()), ("class", class)]
         };
-        self.upstream_replies
-            .get_or_create(&vec![("front", front.to_string()), ("class", class)])
-            .inc();
+        let slot = match code {
+            0 => Some(0),
+            100..=599 => Some(usize::from(code / 100)),
+            _ => None,
+        };
+        match (self.hot(front), slot) {
+            (Some(hot), Some(i)) => hot.replies[i]
+                .get_or_init(|| self.upstream_replies.get_or_create(&labels()).clone())
+                .inc(),
+            _ => self.upstream_replies.get_or_create(&labels()).inc(),
+        };
     }
 
     /// Counts a policy reload and records the generation in force.
@@ -210,23 +248,59 @@ impl Metrics {
 
     /// Adjusts the open-connection gauge of a front-end by +1 or -1.
     pub fn connection(&self, front: &'static str, delta: i64) {
-        self.connections
-            .get_or_create(&vec![("front", front.to_string())])
-            .inc_by(delta);
+        match self.hot(front) {
+            Some(hot) => hot
+                .connections
+                .get_or_init(|| self.connections.get_or_create(&front_label(front)).clone())
+                .inc_by(delta),
+            None => self
+                .connections
+                .get_or_create(&front_label(front))
+                .inc_by(delta),
+        };
     }
 
     /// Records how long the policy engine took for one message.
     pub fn check_duration(&self, front: &'static str, seconds: f64) {
-        self.check_seconds
-            .get_or_create(&vec![("front", front.to_string())])
-            .observe(seconds);
+        match self.hot(front) {
+            Some(hot) => hot
+                .check
+                .get_or_init(|| {
+                    self.check_seconds
+                        .get_or_create(&front_label(front))
+                        .clone()
+                })
+                .observe(seconds),
+            None => self
+                .check_seconds
+                .get_or_create(&front_label(front))
+                .observe(seconds),
+        }
     }
 
     /// Records the latency sendguard itself added to one message.
     pub fn added_latency(&self, front: &'static str, seconds: f64) {
-        self.added_latency_seconds
-            .get_or_create(&vec![("front", front.to_string())])
-            .observe(seconds);
+        match self.hot(front) {
+            Some(hot) => hot
+                .added
+                .get_or_init(|| {
+                    self.added_latency_seconds
+                        .get_or_create(&front_label(front))
+                        .clone()
+                })
+                .observe(seconds),
+            None => self
+                .added_latency_seconds
+                .get_or_create(&front_label(front))
+                .observe(seconds),
+        }
+    }
+
+    fn hot(&self, front: &str) -> Option<&Hot> {
+        FRONTS
+            .iter()
+            .position(|f| *f == front)
+            .map(|i| &self.hot[i])
     }
 
     /// Renders every metric in the Prometheus text exposition format.
@@ -236,6 +310,18 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+fn front_label(front: &'static str) -> Labels {
+    vec![("front", front.to_string())]
+}
+
+fn pass_labels(front: &'static str) -> Labels {
+    vec![
+        ("front", front.to_string()),
+        ("verdict", Disposition::Pass.as_str().to_string()),
+        ("rule", String::new()),
+    ]
 }
 
 #[cfg(test)]
@@ -261,5 +347,34 @@ mod tests {
         assert!(text.contains("sendguard_ramp_rate_per_second{scope=\"campaign spring\"} 12.5"));
         m.set_ramp_rate("campaign spring", None);
         assert!(!m.render().contains("campaign spring"));
+    }
+
+    #[test]
+    fn remembered_series_are_the_families_own() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.observe_verdict("http", &Verdict::pass());
+            m.upstream_reply("http", 202);
+            m.upstream_reply("http", 0);
+            m.check_duration("http", 0.001);
+            m.added_latency("http", 0.002);
+            m.connection("http", 1);
+        }
+        m.connection("http", -1);
+        m.upstream_reply("other", 503);
+        m.upstream_reply("http", 999);
+        let text = m.render();
+        for want in [
+            "sendguard_messages_total{front=\"http\",verdict=\"pass\",rule=\"\"} 3",
+            "sendguard_upstream_replies_total{front=\"http\",class=\"2xx\"} 3",
+            "sendguard_upstream_replies_total{front=\"http\",class=\"error\"} 3",
+            "sendguard_upstream_replies_total{front=\"other\",class=\"5xx\"} 1",
+            "sendguard_upstream_replies_total{front=\"http\",class=\"9xx\"} 1",
+            "sendguard_check_seconds_count{front=\"http\"} 3",
+            "sendguard_added_latency_seconds_count{front=\"http\"} 3",
+            "sendguard_connections{front=\"http\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
     }
 }
