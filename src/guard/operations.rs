@@ -258,7 +258,7 @@ impl Guard {
                     if let Some((_, code, text)) =
                         replies.iter().find(|(r, _, _)| *r == rec.recipient)
                     {
-                        *rec = rec.clone().with_http_reply(*code, text);
+                        rec.set_http_reply(*code, text);
                     }
                 }
                 recs

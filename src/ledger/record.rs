@@ -177,10 +177,15 @@ impl LedgerRecord {
 
     /// Sets an HTTP upstream's status and body excerpt (and the outcome it implies).
     pub fn with_http_reply(mut self, status: u16, text: &str) -> Self {
+        self.set_http_reply(status, text);
+        self
+    }
+
+    /// [`LedgerRecord::with_http_reply`] in place.
+    pub fn set_http_reply(&mut self, status: u16, text: &str) {
         self.outcome = Outcome::from_http_status(status);
         self.reply_code = Some(status);
         self.reply_text = Some(text.to_string());
-        self
     }
 
     /// Sets the refusal (and the outcome it implies).
