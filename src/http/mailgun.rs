@@ -26,11 +26,30 @@ struct Field {
     file_name: Option<String>,
     content_type: Option<String>,
     data: Bytes,
+    /// The value as text when the form already decoded it (urlencoded).
+    decoded: Option<Text<'static>>,
 }
 
 impl Field {
     fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.data)
+        match &self.decoded {
+            Some(t) => Cow::Borrowed(t),
+            None => String::from_utf8_lossy(&self.data),
+        }
+    }
+
+    /// Replaces the value (the decoded text goes with the old one).
+    fn replace(&mut self, data: Bytes) {
+        self.data = data;
+        self.decoded = None;
+    }
+
+    /// The text to judge, sharing a decoded value's memory.
+    fn body_text(&self) -> Text<'static> {
+        match &self.decoded {
+            Some(t) => t.clone(),
+            None => Text::Owned(String::from_utf8_lossy(&self.data).into_owned()),
+        }
     }
 }
 
@@ -64,15 +83,14 @@ fn read_fields(req: &Req<'_>) -> Result<(Form, Vec<Field>), Reject> {
     let (kind, boundary) = form_kind(req)?;
     match kind {
         Form::Urlencoded => {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body)
-                .map_err(|e| Reject::Malformed(format!("invalid form body: {e}")))?;
-            let fields = pairs
+            let fields = super::decoded::form_fields(req.body)
                 .into_iter()
-                .map(|(name, value)| Field {
+                .map(|(name, text)| Field {
                     name,
                     file_name: None,
                     content_type: None,
-                    data: Bytes::from(value),
+                    data: text.to_bytes(),
+                    decoded: Some(text),
                 })
                 .collect();
             Ok((Form::Urlencoded, fields))
@@ -96,6 +114,7 @@ fn read_fields(req: &Req<'_>) -> Result<(Form, Vec<Field>), Reject> {
                             file_name,
                             content_type,
                             data,
+                            decoded: None,
                         });
                     }
                 }
@@ -180,17 +199,16 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
     let subject = values(&fields, "subject")
         .next()
         .map(|f| f.text().into_owned());
-    let text: Vec<String> = values(&fields, "text")
-        .map(|f| f.text().into_owned())
-        .collect();
-    let html: Vec<String> = values(&fields, "html")
+    let text: Vec<Text<'static>> = values(&fields, "text").map(Field::body_text).collect();
+    let html: Vec<Text<'static>> = values(&fields, "html")
         .chain(values(&fields, "amp-html"))
-        .map(|f| f.text().into_owned())
+        .map(Field::body_text)
         .collect();
     let tagged = subject
         .iter()
-        .chain(&text)
-        .chain(&html)
+        .map(String::as_str)
+        .chain(text.iter().map(|t| &**t))
+        .chain(html.iter().map(|t| &**t))
         .any(|t| t.contains("%recipient."));
     if !tagged {
         let mut recipients = to;
@@ -198,8 +216,8 @@ pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
         return Ok(vec![Unit {
             recipients,
             subject: subject.map(Cow::Owned),
-            text: text.into_iter().map(Text::Owned).collect(),
-            html: html.into_iter().map(Text::Owned).collect(),
+            text,
+            html,
             ..base
         }]);
     }
@@ -276,7 +294,7 @@ pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Strip
             if l == 0 {
                 continue;
             }
-            f.data = Bytes::from(kept);
+            f.replace(Bytes::from(kept));
         }
         out.push(f);
     }

@@ -65,7 +65,7 @@
 //!   `X-Sendguard-To` (comma list, repeatable), `X-Sendguard-Campaign`, `X-Sendguard-Tenant`.
 
 mod answer;
-mod json_text;
+mod decoded;
 mod mailgun;
 mod merge;
 mod postmark;

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-pub(crate) use super::json_text::{JsonText, Text};
+pub(crate) use super::decoded::{JsonText, Text};
 use super::{Dialect, Route};
 use crate::model::{Content, Envelope, Message};
 
