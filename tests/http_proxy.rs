@@ -305,6 +305,11 @@ async fn strip_mode_forwards_exactly_the_remaining_recipients() {
     );
     assert_eq!(got["send_at"], 1800000000);
     assert_eq!(got["content"][0]["value"], "Hello");
+    // Every other field as sent, in the order sent.
+    assert_eq!(
+        String::from_utf8_lossy(&r[0].body),
+        r#"{"personalizations":[{"to":[{"email":"anna@customer.test"}]}],"from":{"email":"news@shop.test"},"subject":"Hi","content":[{"type":"text/plain","value":"Hello"}],"send_at":1800000000}"#
+    );
 
     let form = "from=news%40shop.test&to=anna%40customer.test%2C+gone%40example.invalid&subject=Hi&text=Hello";
     let a = send(

@@ -21,7 +21,7 @@
 //! Every refusal carries `X-Sendguard-Refusal: KIND` (`paused`, `rate-limited`, `placeholder`,
 //! `missing-data`, `suppressed`, `malformed`, `too-large`, `upstream`).
 //!
-//! Strip mode re-serializes the body (JSON dialects: same fields, keys may be reordered;
+//! Strip mode re-serializes the body (JSON dialects: same fields in the same order, compact;
 //! Mailgun forms: same fields in the same order, a new multipart boundary; raw: only the
 //! `X-Sendguard-To` header changes). A request signed over its body — an
 //! `Authorization: AWS4-HMAC-SHA256 …` header, or any request of a route with `signed = true` —
