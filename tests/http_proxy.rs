@@ -557,3 +557,87 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
         d.log()
     );
 }
+
+/// POSTs the clean SendGrid request on `concurrency` connections at once; the statuses.
+async fn post_clean_at_once(port: u16, concurrency: usize) -> Vec<http_standin::Answer> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        tasks.spawn(async move {
+            send(
+                addr(port),
+                "POST",
+                "/v3/mail/send",
+                &[("content-type", "application/json")],
+                SG_CLEAN,
+            )
+            .await
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(a) = tasks.join_next().await {
+        answers.push(a.expect("client task"));
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
+    let sg = StandIn::start("sendgrid").await;
+    let (port, admin) = (free_port(), free_port());
+    let cfg = format!(
+        "{}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 2\n")
+    );
+    let token = "http-admin-token";
+    let _d = tokio::task::spawn_blocking(move || {
+        Daemon::start_with_env(&cfg, &[port, admin], &[("SENDGUARD_ADMIN_TOKEN", token)])
+    })
+    .await
+    .expect("daemon");
+    let bearer = format!("Bearer {token}");
+    let auth = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+    ];
+
+    let a = send(
+        addr(admin),
+        "PUT",
+        "/v1/pauses/campaign/spring-2026",
+        &auth,
+        r#"{"reason":"wrong prices"}"#,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    // Effective on every worker as soon as the call returned: 503, Retry-After, nothing sent.
+    for a in post_clean_at_once(port, 6).await {
+        assert_eq!(a.status, 503, "{}", a.text());
+        assert!(a.header("retry-after").is_some());
+        assert_eq!(a.header("x-sendguard-refusal").as_deref(), Some("paused"));
+    }
+    assert!(sg.requests().is_empty());
+
+    // Resumed on a ramp of one an hour: one request passes, the rest get 429 wherever they land.
+    let a = send(
+        addr(admin),
+        "DELETE",
+        "/v1/pauses/campaign/spring-2026",
+        &auth,
+        r#"{"ramp":{"from":"1/h","to":"2/h","over":"1h"}}"#,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let answers = post_clean_at_once(port, 6).await;
+    let passed = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(
+        passed,
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for a in answers.iter().filter(|a| a.status != 202) {
+        assert_eq!(a.status, 429, "{}", a.text());
+        assert!(a.header("retry-after").is_some());
+    }
+    assert_eq!(sg.wait_for(1).await.len(), 1);
+}
