@@ -19,8 +19,9 @@ use std::sync::Arc;
 const MEMO_MIN: usize = 1024;
 /// Strings longer than this are decoded every time (they would crowd out the rest).
 const MEMO_MAX: usize = 1024 * 1024;
-/// Decoded bytes a thread keeps before it starts over.
-const MEMO_BYTES: usize = 8 * 1024 * 1024;
+/// Decoded bytes a thread keeps before it starts over: dozens of templates, and a bound per
+/// thread that parses requests (the proxy's workers, or an embedder's runtime threads).
+const MEMO_BYTES: usize = 4 * 1024 * 1024;
 
 /// Text of a request field: borrowed from the body, decoded for this request, or shared with
 /// earlier requests of the same template.
