@@ -176,37 +176,75 @@ impl Writer {
     }
 }
 
+/// Records per multi-row `INSERT`: one statement step per chunk instead of per record.
+const ROWS_PER_INSERT: usize = 16;
+const COLUMNS: usize = 14;
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO sends (at, outcome, campaign, tenant, sender, recipient, domain, \
+         message_id, fingerprint, reply_code, reply_text, refusal, findings, front_end) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 fn write_batch(conn: &mut Connection, batch: &[LedgerRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO sends (at, outcome, campaign, tenant, sender, recipient, domain, \
-             message_id, fingerprint, reply_code, reply_text, refusal, findings, front_end) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
-        for r in batch {
-            let findings = if r.findings.is_empty() {
-                None
-            } else {
-                serde_json::to_string(&r.findings).ok()
-            };
-            stmt.execute(params![
-                to_ms(r.at),
-                r.outcome.as_str(),
-                r.campaign,
-                r.tenant,
-                r.sender,
-                r.recipient,
-                r.domain().to_string(),
-                r.message_id,
-                r.fingerprint,
-                r.reply_code,
-                r.reply_text,
-                r.refusal,
-                findings,
-                r.front_end,
-            ])?;
+        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        let mut chunks = batch.chunks_exact(ROWS_PER_INSERT);
+        for chunk in &mut chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind(&mut many, i * COLUMNS, r)?;
+            }
+            many.raw_execute()?;
+        }
+        for r in chunks.remainder() {
+            bind(&mut one, 0, r)?;
+            one.raw_execute()?;
         }
     }
     tx.commit()
+}
+
+/// Binds one record's columns from parameter `base + 1` on.
+fn bind(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    r: &LedgerRecord,
+) -> rusqlite::Result<()> {
+    let findings = if r.findings.is_empty() {
+        None
+    } else {
+        serde_json::to_string(&r.findings).ok()
+    };
+    stmt.raw_bind_parameter(base + 1, to_ms(r.at))?;
+    stmt.raw_bind_parameter(base + 2, r.outcome.as_str())?;
+    stmt.raw_bind_parameter(base + 3, &r.campaign)?;
+    stmt.raw_bind_parameter(base + 4, &r.tenant)?;
+    stmt.raw_bind_parameter(base + 5, &r.sender)?;
+    stmt.raw_bind_parameter(base + 6, &r.recipient)?;
+    stmt.raw_bind_parameter(base + 7, r.domain())?;
+    stmt.raw_bind_parameter(base + 8, &r.message_id)?;
+    stmt.raw_bind_parameter(base + 9, &r.fingerprint)?;
+    stmt.raw_bind_parameter(base + 10, r.reply_code)?;
+    stmt.raw_bind_parameter(base + 11, &r.reply_text)?;
+    stmt.raw_bind_parameter(base + 12, &r.refusal)?;
+    stmt.raw_bind_parameter(base + 13, findings)?;
+    stmt.raw_bind_parameter(base + 14, &r.front_end)?;
+    Ok(())
 }
