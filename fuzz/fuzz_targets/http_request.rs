@@ -17,7 +17,12 @@ static PROXIES: OnceLock<Option<Proxies>> = OnceLock::new();
 fn proxies() -> Option<Proxies> {
     let guard = Guard::open(GuardConfig::in_memory()).ok()?;
     let mut out = Vec::new();
-    for dialect in [Dialect::Sendgrid, Dialect::Mailgun, Dialect::Postmark, Dialect::Raw] {
+    for dialect in [
+        Dialect::Sendgrid,
+        Dialect::Mailgun,
+        Dialect::Postmark,
+        Dialect::Raw,
+    ] {
         let config = HttpConfig {
             upstream: Some("http://127.0.0.1:9".into()),
             dialect,
@@ -32,9 +37,21 @@ fn proxies() -> Option<Proxies> {
 
 const CASES: [(usize, &str, &str); 8] = [
     (0, "/v3/mail/send", "application/json"),
-    (1, "/v3/mg.example.test/messages", "application/x-www-form-urlencoded"),
-    (1, "/v3/mg.example.test/messages", "multipart/form-data; boundary=b"),
-    (1, "/v3/mg.example.test/messages.mime", "multipart/form-data; boundary=b"),
+    (
+        1,
+        "/v3/mg.example.test/messages",
+        "application/x-www-form-urlencoded",
+    ),
+    (
+        1,
+        "/v3/mg.example.test/messages",
+        "multipart/form-data; boundary=b",
+    ),
+    (
+        1,
+        "/v3/mg.example.test/messages.mime",
+        "multipart/form-data; boundary=b",
+    ),
     (2, "/email", "application/json"),
     (2, "/email/batch", "application/json"),
     (2, "/email/withTemplate", "application/json"),
