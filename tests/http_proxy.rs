@@ -505,25 +505,11 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
     assert_eq!(workers, 3, "http worker threads; log:\n{}", d.log());
 
     // Concurrent connections, each with its own body: every one is forwarded exactly once.
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut sent = Vec::new();
-    for i in 0..24 {
-        let body = SG_CLEAN.replace("spring-2026", &format!("spring-{i}"));
-        sent.push(body.clone());
-        tasks.spawn(async move {
-            send(
-                addr(port),
-                "POST",
-                "/v3/mail/send",
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await
-            .status
-        });
-    }
-    while let Some(status) = tasks.join_next().await {
-        assert_eq!(status.expect("client task"), 202, "{}", d.log());
+    let mut sent: Vec<String> = (0..24)
+        .map(|i| SG_CLEAN.replace("spring-2026", &format!("spring-{i}")))
+        .collect();
+    for a in post_sendgrid_at_once(port, sent.clone()).await {
+        assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
     }
     let mut got: Vec<String> = sg
         .wait_for(24)
@@ -537,15 +523,7 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
 
     // Every worker judges with the same policies: a leak is refused on every connection.
     let leak = SG_CLEAN.replace("Hello Anna,</p>", "Hello <FirstName>,</p>");
-    for _ in 0..6 {
-        let a = send(
-            addr(port),
-            "POST",
-            "/v3/mail/send",
-            &[("content-type", "application/json")],
-            leak.clone(),
-        )
-        .await;
+    for a in post_sendgrid_at_once(port, vec![leak; 6]).await {
         assert_eq!(a.status, 422, "{}", a.text());
     }
     assert_eq!(sg.wait_for(24).await.len(), 24);
@@ -558,17 +536,17 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
     );
 }
 
-/// POSTs the clean SendGrid request on `concurrency` connections at once; the statuses.
-async fn post_clean_at_once(port: u16, concurrency: usize) -> Vec<http_standin::Answer> {
+/// POSTs each SendGrid body on a connection of its own, all at once; the answers.
+async fn post_sendgrid_at_once(port: u16, bodies: Vec<String>) -> Vec<http_standin::Answer> {
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    for body in bodies {
         tasks.spawn(async move {
             send(
                 addr(port),
                 "POST",
                 "/v3/mail/send",
                 &[("content-type", "application/json")],
-                SG_CLEAN,
+                body,
             )
             .await
         });
@@ -610,7 +588,7 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
     // Effective on every worker as soon as the call returned: 503, Retry-After, nothing sent.
-    for a in post_clean_at_once(port, 6).await {
+    for a in post_sendgrid_at_once(port, vec![SG_CLEAN.to_string(); 6]).await {
         assert_eq!(a.status, 503, "{}", a.text());
         assert!(a.header("retry-after").is_some());
         assert_eq!(a.header("x-sendguard-refusal").as_deref(), Some("paused"));
@@ -627,7 +605,7 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.text());
-    let answers = post_clean_at_once(port, 6).await;
+    let answers = post_sendgrid_at_once(port, vec![SG_CLEAN.to_string(); 6]).await;
     let passed = answers.iter().filter(|a| a.status == 202).count();
     assert_eq!(
         passed,
