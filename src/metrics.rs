@@ -262,37 +262,27 @@ impl Metrics {
 
     /// Records how long the policy engine took for one message.
     pub fn check_duration(&self, front: &'static str, seconds: f64) {
-        match self.hot(front) {
-            Some(hot) => hot
-                .check
-                .get_or_init(|| {
-                    self.check_seconds
-                        .get_or_create(&front_label(front))
-                        .clone()
-                })
-                .observe(seconds),
-            None => self
-                .check_seconds
-                .get_or_create(&front_label(front))
-                .observe(seconds),
-        }
+        self.observe_front(front, &self.check_seconds, |h| &h.check, seconds);
     }
 
     /// Records the latency sendguard itself added to one message.
     pub fn added_latency(&self, front: &'static str, seconds: f64) {
+        self.observe_front(front, &self.added_latency_seconds, |h| &h.added, seconds);
+    }
+
+    /// Observes `seconds` in `family`'s series of `front`, through its remembered handle.
+    fn observe_front(
+        &self,
+        front: &'static str,
+        family: &Family<Labels, Histogram>,
+        slot: impl Fn(&Hot) -> &OnceLock<Histogram>,
+        seconds: f64,
+    ) {
         match self.hot(front) {
-            Some(hot) => hot
-                .added
-                .get_or_init(|| {
-                    self.added_latency_seconds
-                        .get_or_create(&front_label(front))
-                        .clone()
-                })
+            Some(hot) => slot(hot)
+                .get_or_init(|| family.get_or_create(&front_label(front)).clone())
                 .observe(seconds),
-            None => self
-                .added_latency_seconds
-                .get_or_create(&front_label(front))
-                .observe(seconds),
+            None => family.get_or_create(&front_label(front)).observe(seconds),
         }
     }
 
