@@ -373,16 +373,10 @@ fn write_multipart(fields: &[Field], boundary: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Dialect, HttpConfig};
+    use crate::http::Dialect;
 
     fn route() -> crate::http::Route {
-        HttpConfig {
-            upstream: Some("http://127.0.0.1:1".into()),
-            dialect: Dialect::Mailgun,
-            ..HttpConfig::default()
-        }
-        .routes()
-        .remove(0)
+        crate::http::translate::test_route(Dialect::Mailgun)
     }
 
     fn with<T>(path: &str, ct: &str, body: &[u8], f: impl FnOnce(&Req<'_>) -> T) -> T {

@@ -7,7 +7,6 @@
 //! Postmark): its envelope is judged (pauses, suppression) and the model's text values are
 //! checked for leaks, since Postmark does not render tags inside them.
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -329,28 +328,17 @@ pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Strip
     } else {
         strip_one(&mut v, suppressed)?
     };
-    let body = serde_json::to_vec(&v).map_err(malformed)?;
-    Ok(Stripped {
-        body: Bytes::from(body),
-        headers: Vec::new(),
-        removed,
-        remaining,
-    })
+    Stripped::json(&v, removed, remaining)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Dialect, HttpConfig};
+    use crate::http::Dialect;
+    use bytes::Bytes;
 
     fn route() -> crate::http::Route {
-        HttpConfig {
-            upstream: Some("http://127.0.0.1:1".into()),
-            dialect: Dialect::Postmark,
-            ..HttpConfig::default()
-        }
-        .routes()
-        .remove(0)
+        crate::http::translate::test_route(Dialect::Postmark)
     }
 
     fn with<T>(path: &str, body: &str, f: impl FnOnce(&Req<'_>) -> T) -> T {

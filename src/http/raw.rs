@@ -71,18 +71,12 @@ pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Strip
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Dialect, HttpConfig};
+    use crate::http::Dialect;
     use bytes::Bytes;
 
     #[test]
     fn envelope_from_headers() {
-        let route = HttpConfig {
-            upstream: Some("http://127.0.0.1:1".into()),
-            dialect: Dialect::Raw,
-            ..HttpConfig::default()
-        }
-        .routes()
-        .remove(0);
+        let route = crate::http::translate::test_route(Dialect::Raw);
         let mut headers = http::HeaderMap::new();
         headers.insert(FROM, HeaderValue::from_static("<n@s.test>"));
         headers.append(TO, HeaderValue::from_static("a@x.test, b@x.test"));
@@ -121,13 +115,7 @@ mod tests {
             to in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
             body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
         ) {
-            let route = HttpConfig {
-                upstream: Some("http://127.0.0.1:1".into()),
-                dialect: Dialect::Raw,
-                ..HttpConfig::default()
-            }
-            .routes()
-            .remove(0);
+            let route = crate::http::translate::test_route(Dialect::Raw);
             let mut headers = http::HeaderMap::new();
             if let Ok(v) = HeaderValue::from_bytes(&from) {
                 headers.insert(FROM, v);

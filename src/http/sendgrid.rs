@@ -6,7 +6,6 @@
 //! for a personalization is [`Reject::MissingData`]; otherwise the content is checked as each
 //! personalization's recipients would see it.
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -304,27 +303,17 @@ pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Strip
         keep.push(p);
     }
     *ps = keep;
-    let body = serde_json::to_vec(&v).map_err(malformed)?;
-    Ok(Stripped {
-        body: Bytes::from(body),
-        headers: Vec::new(),
-        removed,
-        remaining,
-    })
+    Stripped::json(&v, removed, remaining)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Dialect, HttpConfig};
+    use crate::http::Dialect;
+    use bytes::Bytes;
 
     fn route() -> crate::http::Route {
-        let c = HttpConfig {
-            upstream: Some("http://127.0.0.1:1".into()),
-            dialect: Dialect::Sendgrid,
-            ..HttpConfig::default()
-        };
-        c.routes().remove(0)
+        crate::http::translate::test_route(Dialect::Sendgrid)
     }
 
     fn run(body: &str) -> Result<Vec<Unit<'static>>, Reject> {

@@ -111,6 +111,36 @@ pub(crate) struct Stripped {
     pub remaining: usize,
 }
 
+impl Stripped {
+    /// A stripped JSON body, re-serialized.
+    pub(crate) fn json(
+        v: &serde_json::Value,
+        removed: usize,
+        remaining: usize,
+    ) -> Result<Stripped, Reject> {
+        let body = serde_json::to_vec(v)
+            .map_err(|e| Reject::Malformed(format!("cannot re-encode the body: {e}")))?;
+        Ok(Stripped {
+            body: Bytes::from(body),
+            headers: Vec::new(),
+            removed,
+            remaining,
+        })
+    }
+}
+
+/// The route of `dialect` with every default, for the translators' unit tests.
+#[cfg(test)]
+pub(crate) fn test_route(dialect: Dialect) -> Route {
+    super::HttpConfig {
+        upstream: Some("http://127.0.0.1:1".into()),
+        dialect,
+        ..super::HttpConfig::default()
+    }
+    .routes()
+    .remove(0)
+}
+
 /// Whether a request is a send the dialect knows (everything else is forwarded unchecked).
 pub(crate) fn is_send(dialect: Dialect, method: &http::Method, path: &str) -> bool {
     if method != http::Method::POST {
