@@ -44,6 +44,7 @@ impl std::fmt::Debug for HttpProxy {
     }
 }
 
+#[derive(Clone)]
 struct Inner {
     route: Route,
     guard: Guard,
@@ -152,20 +153,10 @@ impl HttpProxy {
     /// # Errors
     /// An `upstream_ca` file that cannot be read (as in [`HttpProxy::new`]).
     pub fn with_own_pool(&self, config: &HttpConfig) -> Result<HttpProxy, HttpError> {
-        let i = &self.inner;
         Ok(HttpProxy {
             inner: Arc::new(Inner {
-                route: i.route.clone(),
-                guard: i.guard.clone(),
-                maildir: i.maildir.clone(),
                 client: build_client(config)?,
-                scheme: i.scheme.clone(),
-                authority: i.authority.clone(),
-                host: i.host.clone(),
-                base_path: i.base_path.clone(),
-                max_body: i.max_body,
-                upstream_timeout: i.upstream_timeout,
-                client_timeout: i.client_timeout,
+                ..Inner::clone(&self.inner)
             }),
         })
     }
