@@ -53,12 +53,6 @@ impl std::ops::Deref for Text<'_> {
     }
 }
 
-impl AsRef<str> for Text<'_> {
-    fn as_ref(&self) -> &str {
-        self
-    }
-}
-
 impl PartialEq<str> for Text<'_> {
     fn eq(&self, other: &str) -> bool {
         **self == *other
@@ -77,12 +71,6 @@ impl<'a> From<Cow<'a, str>> for Text<'a> {
             Cow::Borrowed(s) => Text::Borrowed(s),
             Cow::Owned(s) => Text::Owned(s),
         }
-    }
-}
-
-impl From<String> for Text<'_> {
-    fn from(s: String) -> Self {
-        Text::Owned(s)
     }
 }
 
