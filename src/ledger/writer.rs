@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
@@ -204,8 +204,10 @@ fn insert_sql(rows: usize) -> String {
 fn write_batch(conn: &mut Connection, batch: &[LedgerRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
-        let mut one = tx.prepare_cached(&insert_sql(1))?;
+        static MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+        static ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+        let mut many = tx.prepare_cached(&MANY)?;
+        let mut one = tx.prepare_cached(&ONE)?;
         let mut chunks = batch.chunks_exact(ROWS_PER_INSERT);
         for chunk in &mut chunks {
             for (i, r) in chunk.iter().enumerate() {
