@@ -113,3 +113,61 @@ async fn reopened_ledger_keeps_records_and_retention_deletes_old_ones() {
     assert!(!ledger.has_received("old", "r2@d2.test").unwrap());
     ledger.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn retention_deletes_old_records_of_every_campaign_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LedgerConfig {
+        retention: Duration::from_secs(86_400),
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open(dir.path(), config).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3 * 86_400);
+    let no_campaign = |i: usize, at: Option<std::time::SystemTime>| {
+        let r = LedgerRecord::new(
+            Outcome::Relayed,
+            &Envelope::new("news@shop.test"),
+            &format!("n{i}@d.test"),
+            "http",
+        );
+        match at {
+            Some(at) => r.at(at),
+            None => r,
+        }
+    };
+    // New and old records interleaved, in campaigns that sort before and after one another,
+    // the empty campaign name, and records without a campaign.
+    let mut records = Vec::new();
+    for (i, campaign) in ["b-spring", "", "a-winter", "zz", "b-spring"]
+        .iter()
+        .enumerate()
+    {
+        records.push(rec(campaign, i));
+        records.push(rec(campaign, 100 + i).at(old));
+    }
+    records.push(no_campaign(1, Some(old)));
+    records.push(no_campaign(2, None));
+    ledger.record(records).await.unwrap();
+    ledger.flush().await.unwrap();
+    assert_eq!(ledger.count().unwrap(), 12);
+
+    assert_eq!(ledger.purge_expired().await.unwrap(), 6);
+    assert_eq!(ledger.count().unwrap(), 6);
+    for (i, campaign) in ["b-spring", "", "a-winter", "zz", "b-spring"]
+        .iter()
+        .enumerate()
+    {
+        let kept = format!("r{i}@d{}.test", i % 7);
+        let gone = format!("r{}@d{}.test", 100 + i, (100 + i) % 7);
+        assert!(
+            ledger.has_received(campaign, &kept).unwrap(),
+            "{campaign}: {kept}"
+        );
+        assert!(
+            !ledger.has_received(campaign, &gone).unwrap(),
+            "{campaign}: {gone}"
+        );
+    }
+    assert_eq!(ledger.purge_expired().await.unwrap(), 0);
+    ledger.close().await.unwrap();
+}
