@@ -619,3 +619,46 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
     }
     assert_eq!(sg.wait_for(1).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_judged_off_the_worker_alongside_small_ones() {
+    let sg = StandIn::start("sendgrid").await;
+    let port = free_port();
+    // One worker: large and small requests share it.
+    let cfg =
+        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 1\n");
+    let d = Daemon::start(&cfg, &[port]);
+    let rows = "<p>Spring arrivals, in every size and colour.</p>\n".repeat(12_000);
+    let large = |i: usize| {
+        SG_CLEAN
+            .replace("spring-2026", &format!("large-{i}"))
+            .replace("<p>new arrivals.</p>", &rows.replace('\n', "\\n"))
+    };
+    assert!(large(0).len() > 512 * 1024);
+    let leak = large(9).replace("in every size", "in every <Size>");
+
+    let mut bodies: Vec<String> = (0..4).map(large).collect();
+    bodies.extend((0..8).map(|i| SG_CLEAN.replace("spring-2026", &format!("small-{i}"))));
+    bodies.push(leak);
+    let answers = post_sendgrid_at_once(port, bodies.clone()).await;
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 422).collect();
+    assert_eq!(refused.len(), 1, "{}", d.log());
+    assert!(
+        refused[0].text().contains("<Size>"),
+        "{}",
+        refused[0].text()
+    );
+    assert_eq!(answers.iter().filter(|a| a.status == 202).count(), 12);
+
+    // Every clean request arrived byte for byte, the leak did not.
+    let mut got: Vec<String> = sg
+        .wait_for(12)
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    got.sort();
+    bodies.pop();
+    bodies.sort();
+    assert_eq!(got, bodies);
+}

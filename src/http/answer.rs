@@ -151,6 +151,19 @@ impl Answer {
         )
     }
 
+    /// `503` with `Retry-After`: the check itself failed inside sendguard (a bug); nothing was
+    /// sent and the client keeps the request.
+    pub fn check_failed() -> Answer {
+        Answer {
+            retry_after: Some(PAUSE_RETRY_SECS),
+            ..Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                "the request could not be checked; nothing was sent; retry later".into(),
+            )
+        }
+    }
+
     /// `404`: a path a maildir route does not serve.
     pub fn not_found(path: &str) -> Answer {
         Answer::new(

@@ -59,7 +59,14 @@ struct Inner {
     max_body: usize,
     upstream_timeout: Duration,
     client_timeout: Duration,
+    /// Bounds the requests judged at once on the blocking pool (see [`OFF_WORKER_AT`]).
+    heavy: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bodies at least this large are judged on tokio's blocking pool rather than on the connection's
+/// worker thread: a full scan runs at a few hundred MB/s, so a large body would otherwise hold up
+/// every other connection of that worker for milliseconds.
+const OFF_WORKER_AT: usize = 256 * 1024;
 
 /// The outcome of judging one request.
 enum Decision {
@@ -103,6 +110,7 @@ impl HttpProxy {
                     max_body: config.max_body,
                     upstream_timeout: config.upstream_timeout,
                     client_timeout: config.client_timeout,
+                    heavy: heavy_checks(),
                 }),
             });
         }
@@ -143,6 +151,7 @@ impl HttpProxy {
                 max_body: config.max_body,
                 upstream_timeout: config.upstream_timeout,
                 client_timeout: config.client_timeout,
+                heavy: heavy_checks(),
             }),
         })
     }
@@ -276,8 +285,14 @@ impl HttpProxy {
             return self.forward(&parts, body, &[]).await;
         }
         let judged_at = Instant::now();
-        let mut outcomes = Vec::new();
-        match self.judge(&parts.headers, path, &body, client_ip, &mut outcomes) {
+        let (decision, outcomes) = if body.len() >= OFF_WORKER_AT {
+            self.judge_off_worker(&parts, &body, client_ip).await
+        } else {
+            let mut outcomes = Vec::new();
+            let d = self.judge(&parts.headers, path, &body, client_ip, &mut outcomes);
+            (d, outcomes)
+        };
+        match decision {
             Decision::Refuse(a) => {
                 self.inner
                     .guard
@@ -323,6 +338,32 @@ impl HttpProxy {
             Decision::Forward { .. } => None,
             Decision::Refuse(a) => Some(a.into_response(self.inner.route.dialect)),
         }
+    }
+
+    /// [`Self::judge`] on the blocking pool, a few at a time, for a large body.
+    async fn judge_off_worker(
+        &self,
+        parts: &http::request::Parts,
+        body: &Bytes,
+        client_ip: Option<IpAddr>,
+    ) -> (Decision, Vec<(Envelope, Verdict)>) {
+        // The semaphore is never closed; a closed one would only mean no bound.
+        let _permit = self.inner.heavy.clone().acquire_owned().await.ok();
+        let this = self.clone();
+        let headers = parts.headers.clone();
+        let path = parts.uri.path().to_owned();
+        let body = body.clone();
+        let bytes = body.len();
+        let judged = tokio::task::spawn_blocking(move || {
+            let mut outcomes = Vec::new();
+            let d = this.judge(&headers, &path, &body, client_ip, &mut outcomes);
+            (d, outcomes)
+        })
+        .await;
+        judged.unwrap_or_else(|e| {
+            tracing::error!(error = %e, bytes, "checking a large request failed; answered 503");
+            (Decision::Refuse(Answer::check_failed()), Vec::new())
+        })
     }
 
     fn judge(
@@ -657,6 +698,12 @@ impl ScopeText for Refusal {
             _ => scope.to_string(),
         }
     }
+}
+
+/// The bound on large requests judged at once: one per CPU.
+fn heavy_checks() -> Arc<tokio::sync::Semaphore> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(tokio::sync::Semaphore::new(cpus))
 }
 
 fn location_of(s: &str) -> Location {
