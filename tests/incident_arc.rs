@@ -8,17 +8,18 @@ mod admin_common;
 mod common;
 #[path = "common/smtp_upstream.rs"]
 mod smtp_upstream;
+#[path = "common/smtp_wire.rs"]
+mod smtp_wire;
 
 use admin_common::{Api, TOKEN};
 use common::{free_port, Daemon};
 use hyper::{Method, StatusCode};
 use smtp_upstream::{Script, Upstream};
+use smtp_wire::Wire;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const CAMPAIGN: &str = "spring-1";
 const APOLOGY: &str = "sorry-1";
@@ -93,64 +94,35 @@ impl Fate {
 
 /// A raw SMTP client that pipelines MAIL, RCPT and DATA.
 struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
+    w: Wire,
 }
 
 impl Client {
     async fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut c = Client { s, buf: Vec::new() };
-        let g = c.reply().await;
-        assert!(g.starts_with("220"), "{g}");
-        c.s.write_all(b"EHLO arc.test\r\n").await.unwrap();
-        let e = c.reply().await;
-        assert!(e.starts_with("250") && e.contains("PIPELINING"), "{e}");
-        c
-    }
-
-    /// One whole reply (the last line of a multi-line one ends it); bounded to 30 s.
-    async fn reply(&mut self) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut pos = 0;
-            while let Some(p) = self.buf[pos..].iter().position(|&b| b == b'\n') {
-                let line = &self.buf[pos..pos + p + 1];
-                pos += p + 1;
-                if line.len() >= 4 && line[3] == b' ' {
-                    let r: Vec<u8> = self.buf.drain(..pos).collect();
-                    return String::from_utf8_lossy(&r).trim_end().to_string();
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.s.read(&mut chunk)).await {
-                Ok(Ok(n)) => n,
-                _ => 0,
-            };
-            assert!(n > 0, "connection closed or silent; have {:?}", self.buf);
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        let (w, e) = Wire::connect_ehlo(port, "arc.test").await;
+        assert!(e.contains("PIPELINING"), "{e}");
+        Client { w }
     }
 
     /// Sends one message to one recipient.
     async fn send(&mut self, from: &str, to: &str, msg: &[u8]) -> Fate {
         let cmds = format!("MAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
-        self.s.write_all(cmds.as_bytes()).await.unwrap();
-        let mail = self.reply().await;
-        let rcpt = self.reply().await;
-        let data = self.reply().await;
+        self.w.send(cmds.as_bytes()).await;
+        let mail = self.w.reply().await;
+        let rcpt = self.w.reply().await;
+        let data = self.w.reply().await;
         assert!(mail.starts_with("250"), "MAIL: {mail}");
         if !data.starts_with("354") {
             assert!(!rcpt.starts_with("250"), "RCPT {rcpt} but DATA {data}");
-            self.s.write_all(b"RSET\r\n").await.unwrap();
-            let r = self.reply().await;
+            self.w.send(b"RSET\r\n").await;
+            let r = self.w.reply().await;
             assert!(r.starts_with("250"), "RSET: {r}");
             return Fate::Rcpt(rcpt);
         }
         let mut wire = Vec::with_capacity(msg.len() + 8);
         sendguard::smtp::codec::dot_stuff(msg, &mut wire);
-        self.s.write_all(&wire).await.unwrap();
-        Fate::Data(self.reply().await)
+        self.w.send(&wire).await;
+        Fate::Data(self.w.reply().await)
     }
 }
 
@@ -174,7 +146,7 @@ async fn send_all(port: u16, jobs: Vec<Job>, conns: usize) -> HashMap<usize, Fat
                 };
                 out.push((*key, c.send(from, to, msg).await));
             }
-            let _ = c.s.write_all(b"QUIT\r\n").await;
+            c.w.quit().await;
             out
         }));
     }

@@ -4,14 +4,16 @@
 mod common;
 #[path = "common/smtp_upstream.rs"]
 mod smtp_upstream;
+#[path = "common/smtp_wire.rs"]
+mod smtp_wire;
 
 use common::{free_port, Daemon};
 use lettre::address::Envelope;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use smtp_upstream::{make_certs, Script, Upstream};
+use smtp_wire::Wire;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn mailer(port: u16) -> AsyncSmtpTransport<Tokio1Executor> {
@@ -38,57 +40,6 @@ async fn start(extra: &str) -> (Daemon, u16) {
         .await
         .unwrap();
     (d, port)
-}
-
-/// A raw client: writes bytes, reads whole replies.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut r = Raw { s, buf: Vec::new() };
-        let g = r.reply().await;
-        assert!(g.starts_with("220"), "{g}");
-        r
-    }
-
-    async fn reply(&mut self) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut pos = 0;
-            while let Some(p) = self.buf[pos..].iter().position(|&b| b == b'\n') {
-                let line = &self.buf[pos..pos + p + 1];
-                pos += p + 1;
-                if line.len() >= 4 && line[3] == b' ' {
-                    let r: Vec<u8> = self.buf.drain(..pos).collect();
-                    return String::from_utf8_lossy(&r).into_owned();
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.s.read(&mut chunk)).await {
-                Ok(Ok(n)) => n,
-                _ => 0,
-            };
-            if n == 0 {
-                return String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn send(&mut self, b: &[u8]) {
-        self.s.write_all(b).await.unwrap();
-    }
-
-    async fn expect(&mut self, line: &str, want: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        let r = self.reply().await;
-        assert!(r.starts_with(want), "{line:?} -> {r:?}, expected {want}");
-        r
-    }
 }
 
 fn stuffed(msg: &[u8]) -> Vec<u8> {
@@ -209,7 +160,7 @@ async fn upstream_failures_never_yield_250() {
     ] {
         let up = Upstream::start(script).await;
         let (_d, port) = start(&format!("upstream = \"{}\"\n", up.url())).await;
-        let mut c = Raw::connect(port).await;
+        let mut c = Wire::connect(port).await;
         c.expect("EHLO client.test", "250").await;
         c.expect("MAIL FROM:<a@sender.test>", "250").await;
         c.expect("RCPT TO:<b@rcpt.test>", "250").await;
@@ -242,7 +193,7 @@ async fn transparent_byte_for_byte_with_pipelining() {
             m
         },
     ];
-    let mut c = Raw::connect(port).await;
+    let mut c = Wire::connect(port).await;
     c.expect("EHLO client.test", "250").await;
     for msg in &messages {
         c.send(b"MAIL FROM:<a@sender.test> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<b@rcpt.test>\r\nRCPT TO:<c@rcpt.test>\r\nDATA\r\n").await;
@@ -283,7 +234,7 @@ async fn smuggling_sequences_never_split_a_message() {
     ];
     let up = Upstream::start(Script::default()).await;
     let (_d, port) = start(&format!("upstream = \"{}\"\n", up.url())).await;
-    let mut c = Raw::connect(port).await;
+    let mut c = Wire::connect(port).await;
     c.expect("EHLO client.test", "250").await;
     for seq in sequences {
         c.expect("MAIL FROM:<a@sender.test>", "250").await;
@@ -365,7 +316,7 @@ async fn starttls_inbound_and_to_the_upstream_with_auth() {
     assert_eq!(got[0].auth_user.as_deref(), Some("relay"));
     assert_eq!(got[0].content(), [&msg[..], b"\r\n"].concat());
     // Plain text clients see STARTTLS offered.
-    let mut c = Raw::connect(port).await;
+    let mut c = Wire::connect(port).await;
     let ehlo = c.expect("EHLO client.test", "250").await;
     assert!(ehlo.contains("STARTTLS"), "{ehlo}");
 }
@@ -374,7 +325,7 @@ async fn starttls_inbound_and_to_the_upstream_with_auth() {
 async fn sigterm_drains_a_session_in_progress() {
     let up = Upstream::start(Script::default()).await;
     let (mut d, port) = start(&format!("upstream = \"{}\"\n", up.url())).await;
-    let mut c = Raw::connect(port).await;
+    let mut c = Wire::connect(port).await;
     c.expect("EHLO client.test", "250").await;
     c.expect("MAIL FROM:<a@sender.test>", "250").await;
     c.expect("RCPT TO:<b@rcpt.test>", "250").await;

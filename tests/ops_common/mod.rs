@@ -3,9 +3,13 @@
 //! moment it sends the end of each message.
 #![allow(dead_code)]
 
+#[path = "../common/smtp_wire.rs"]
+mod smtp_wire;
+
+use smtp_wire::Wire;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -190,10 +194,9 @@ async fn serve(mut s: TcpStream, conn: usize, messages: Arc<Mutex<Vec<Timed>>>) 
     }
 }
 
-/// A raw SMTP client: writes bytes, reads whole replies (bounded).
+/// A raw SMTP client that sends numbered messages and times their replies.
 pub struct Client {
-    s: TcpStream,
-    buf: Vec<u8>,
+    w: Wire,
 }
 
 /// The outcome of one message.
@@ -220,54 +223,20 @@ impl Sent {
 impl Client {
     /// Connects, reads the greeting and says EHLO.
     pub async fn connect(port: u16) -> Client {
-        let s = tokio::time::timeout(
-            Duration::from_secs(10),
-            TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
-        .expect("connect within 10 s")
-        .expect("connect");
-        let _ = s.set_nodelay(true);
-        let mut c = Client { s, buf: Vec::new() };
-        let g = c.reply().await;
-        assert!(g.starts_with("220"), "greeting: {g:?}");
-        c.send(b"EHLO client.test\r\n").await;
-        let e = c.reply().await;
-        assert!(e.starts_with("250"), "EHLO: {e:?}");
-        c
+        Client {
+            w: Wire::connect_ehlo(port, "client.test").await.0,
+        }
     }
 
-    /// Reads one whole (possibly multi-line) reply; empty when the connection closed or
-    /// nothing came within 20 s.
+    /// Reads one whole (possibly multi-line) reply, trimmed; empty when the connection closed
+    /// or nothing came within 20 s.
     pub async fn reply(&mut self) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut pos = 0;
-            while let Some(p) = self.buf[pos..].iter().position(|&b| b == b'\n') {
-                let line = &self.buf[pos..pos + p + 1];
-                pos += p + 1;
-                if line.len() >= 4 && line[3] == b' ' {
-                    let r: Vec<u8> = self.buf.drain(..pos).collect();
-                    return String::from_utf8_lossy(&r).trim_end().to_string();
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.s.read(&mut chunk)).await {
-                Ok(Ok(n)) => n,
-                _ => 0,
-            };
-            if n == 0 {
-                return String::from_utf8_lossy(&std::mem::take(&mut self.buf))
-                    .trim_end()
-                    .to_string();
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        self.w.reply().await
     }
 
     /// Writes bytes.
     pub async fn send(&mut self, b: &[u8]) {
-        self.s.write_all(b).await.expect("write to the proxy");
+        self.w.send(b).await;
     }
 
     /// Sends one message: MAIL, RCPT and DATA pipelined in one write, then the message (which
@@ -312,12 +281,8 @@ impl Client {
     }
 
     /// Ends the session (bounded).
-    pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            self.send(b"QUIT\r\n").await;
-            let _ = self.reply().await;
-        })
-        .await;
+    pub async fn quit(self) {
+        self.w.quit().await;
     }
 }
 
