@@ -662,3 +662,72 @@ async fn large_bodies_are_judged_off_the_worker_alongside_small_ones() {
     bodies.sort();
     assert_eq!(got, bodies);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantined_send_requests_are_kept_as_the_message_the_service_would_send() {
+    let sg = StandIn::start("sendgrid").await;
+    let pm = StandIn::start("postmark").await;
+    let ports = [free_port(), free_port()];
+    let cfg = config(&[
+        (ports[0], sg.url(), "sendgrid", ""),
+        (ports[1], pm.url(), "postmark", ""),
+    ]);
+    let mut d = Daemon::start(&cfg, &ports);
+    std::fs::write(
+        d.policies().join("zz-quarantine.toml"),
+        "[placeholder]\naction = \"quarantine\"\n[quarantine]\nmax_messages = 2\n",
+    )
+    .unwrap();
+    d.restart();
+    let json = [("content-type", "application/json")];
+
+    let leak = SG_CLEAN.replace("Hello Anna,</p>", "Hello <FirstName>,</p>");
+    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    assert_eq!(a.status, 422, "{} {}", a.text(), d.log());
+    let pm_leak = PM_CLEAN.replace("Hello Anna</p>", "Hello {{ first_name }}</p>");
+    let a = send(addr(ports[1]), "POST", "/email", &json, pm_leak).await;
+    assert_eq!(a.status, 422, "{} {}", a.text(), d.log());
+    // The quarantine is full now: the next one is refused temporarily, so the client keeps it.
+    let leak = SG_CLEAN.replace("Hello Anna,</p>", "Dear <LastName>,</p>");
+    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    assert_eq!(a.status, 503, "{} {}", a.text(), d.log());
+    assert!(a.header("retry-after").is_some());
+    assert!(sg.requests().is_empty() && pm.requests().is_empty());
+
+    let q = sendguard::quarantine::Quarantine::open(&d.state(), Default::default()).unwrap();
+    let mut kept = q.list().unwrap();
+    kept.sort_by(|a, b| a.subject.cmp(&b.subject));
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let (order, spring) = (&kept[0], &kept[1]);
+    assert_eq!(spring.subject.as_deref(), Some("Your spring update"));
+    assert_eq!(spring.recipients, ["anna@customer.test"]);
+    assert_eq!(spring.sender, "news@shop.test");
+    assert_eq!(spring.campaign.as_deref(), Some("spring-2026"));
+    assert_eq!(spring.front_end, "http");
+    assert_eq!(order.subject.as_deref(), Some("Your order"));
+
+    let raw = q.raw(&spring.id).unwrap();
+    let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(m.subject(), Some("Your spring update"));
+    assert_eq!(
+        m.from().and_then(|f| f.first()).and_then(|a| a.address()),
+        Some("news@shop.test")
+    );
+    assert!(
+        m.to().is_none(),
+        "recipients are in the record, not the headers"
+    );
+    // Line ends are CRLF in a message, as the service would send it.
+    assert_eq!(
+        m.body_text(0).as_deref(),
+        Some("Hello Anna,\r\nnew arrivals.")
+    );
+    assert!(m
+        .body_html(0)
+        .is_some_and(|h| h.contains("<p>Hello <FirstName>,</p>")));
+    let raw = q.raw(&order.id).unwrap();
+    let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert!(m
+        .body_html(0)
+        .is_some_and(|h| h.contains("Hello {{ first_name }}")));
+}

@@ -307,7 +307,9 @@ impl Guard {
 
     /// Judges content that arrived decoded (an HTTP send API's JSON fields): the same checks as
     /// [`Guard::check_message`], without MIME. Campaign and tenant are completed from
-    /// `content.headers` where the front-end did not set them.
+    /// `content.headers` where the front-end did not set them. There is no message to keep, so a
+    /// `quarantine` verdict keeps no copy here: the caller keeps one (the HTTP proxy keeps the
+    /// message the service would have built).
     pub fn check_content(
         &self,
         env: &mut Envelope,

@@ -154,24 +154,43 @@ impl Guard {
                 }
             }
         }
-        if verdict.disposition == Disposition::Quarantine {
-            if let Some(m) = msg {
-                match ops.quarantine.store(env, m, verdict, "guard") {
-                    Ok(entry) => tracing::info!(id = %entry.id, "message quarantined"),
-                    Err(e) => {
-                        // Nothing is lost: the sender keeps the message and retries.
-                        tracing::error!(error = %e, "cannot quarantine; refusing temporarily");
-                        verdict.disposition = Disposition::Tempfail;
-                        if let Some(
-                            Refusal::Placeholder { action, .. } | Refusal::Policy { action, .. },
-                        ) = verdict.refusal.as_mut()
-                        {
-                            *action = crate::model::Action::Tempfail;
-                        }
-                        if matches!(e, QuarantineError::Full { .. }) {
-                            tracing::warn!("quarantine full: drop or release quarantined messages");
-                        }
-                    }
+        if let Some(m) = msg {
+            self.keep_quarantined(env, Some(m), verdict, "guard");
+        }
+    }
+
+    /// Keeps a copy of a message whose verdict is `quarantine`. When no copy can be kept (`msg`
+    /// is `None`: none could be built; the quarantine is full or cannot be written) the verdict
+    /// becomes a temporary refusal instead: the sender keeps the message and retries, nothing is
+    /// lost.
+    pub(crate) fn keep_quarantined(
+        &self,
+        env: &Envelope,
+        msg: Option<&Message>,
+        verdict: &mut Verdict,
+        front_end: &str,
+    ) {
+        if verdict.disposition != Disposition::Quarantine {
+            return;
+        }
+        let Some(ops) = self.operations() else {
+            return;
+        };
+        let stored = match msg {
+            Some(m) => ops.quarantine.store(env, m, verdict, front_end),
+            None => {
+                tracing::error!("no copy of the message to quarantine; refusing temporarily");
+                verdict_to_tempfail(verdict);
+                return;
+            }
+        };
+        match stored {
+            Ok(entry) => tracing::info!(id = %entry.id, "message quarantined"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot quarantine; refusing temporarily");
+                verdict_to_tempfail(verdict);
+                if matches!(e, QuarantineError::Full { .. }) {
+                    tracing::warn!("quarantine full: drop or release quarantined messages");
                 }
             }
         }
@@ -287,5 +306,15 @@ impl Guard {
                 }
             }
         }
+    }
+}
+
+/// A quarantine verdict that could not keep its copy, made a temporary refusal.
+fn verdict_to_tempfail(verdict: &mut Verdict) {
+    verdict.disposition = Disposition::Tempfail;
+    if let Some(Refusal::Placeholder { action, .. } | Refusal::Policy { action, .. }) =
+        verdict.refusal.as_mut()
+    {
+        *action = crate::model::Action::Tempfail;
     }
 }

@@ -105,6 +105,18 @@ impl Answer {
         )
     }
 
+    /// `503` with `Retry-After`: a policy whose action is `tempfail` (or a quarantine that could
+    /// not keep its copy) refused the message; the client keeps it and retries.
+    pub fn policy_tempfail(detail: &str) -> Answer {
+        let refused = Answer::policy(detail);
+        Answer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(PAUSE_RETRY_SECS),
+            message: format!("{}; retry later", refused.message),
+            ..refused
+        }
+    }
+
     /// `422`: suppressed recipients (refuse mode).
     pub fn suppressed(recipients: &[String]) -> Answer {
         Answer::new(
@@ -255,5 +267,14 @@ mod tests {
         assert!(r.headers().contains_key(http::header::RETRY_AFTER));
         let a = Answer::placeholder("{{x}}", "subject", "");
         assert_eq!(a.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let a = Answer::policy_tempfail("apology.lint: no-reply sender");
+        assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(a.message.contains("no-reply sender") && a.message.ends_with("retry later"));
+        let r = a.into_response(Dialect::Postmark);
+        assert!(r.headers().contains_key(http::header::RETRY_AFTER));
+        assert_eq!(r.headers()["x-sendguard-refusal"], "policy");
+        let a = Answer::check_failed();
+        assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(a.retry_after, Some(PAUSE_RETRY_SECS));
     }
 }

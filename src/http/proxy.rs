@@ -412,7 +412,17 @@ impl HttpProxy {
             env.client_ip = client_ip;
             let verdict = match unit.message() {
                 Some(msg) => guard.check_message(&mut env, &msg),
-                None => guard.check_content(&mut env, &unit.content()),
+                None => {
+                    let mut v = guard.check_content(&mut env, &unit.content());
+                    if v.disposition == Disposition::Quarantine {
+                        // Keep the message the service would have sent.
+                        let copy = unit.rendered().map_err(|e| {
+                            tracing::error!(error = %e, label = %unit.label, "cannot build a copy to quarantine");
+                        });
+                        guard.keep_quarantined(&env, copy.ok().as_ref(), &mut v, FRONT);
+                    }
+                    v
+                }
             };
             metrics.observe_verdict(FRONT, &verdict);
             judged.push((env, verdict, unit));
@@ -444,6 +454,14 @@ impl HttpProxy {
                     } else {
                         Answer::placeholder(token, location.as_str(), &unit.label)
                     });
+                }
+                Some(
+                    r @ Refusal::Policy {
+                        action: crate::model::Action::Tempfail,
+                        ..
+                    },
+                ) => {
+                    return Decision::Refuse(Answer::policy_tempfail(&r.to_string()));
                 }
                 Some(r @ (Refusal::Policy { .. } | Refusal::NotAffected { .. })) => {
                     return Decision::Refuse(Answer::policy(&r.to_string()));

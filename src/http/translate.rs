@@ -68,6 +68,54 @@ impl<'a> Unit<'a> {
     pub fn message(&self) -> Option<Message> {
         self.mime.clone().map(Message::new)
     }
+
+    /// The message as the service would build it from the request (From, Subject, the text and
+    /// HTML parts), for the quarantine to keep; its own `MIME` message when it carries one. No
+    /// recipient is written into the headers, since the unit no longer tells Bcc from To: the
+    /// quarantine's record keeps them, and a release sends to them as the envelope.
+    ///
+    /// # Errors
+    /// The sender is not an address, or no recipient is.
+    pub fn rendered(&self) -> Result<Message, String> {
+        use lettre::message::{Mailbox, MultiPart, SinglePart};
+        if let Some(m) = self.message() {
+            return Ok(m);
+        }
+        let from: Mailbox = self
+            .sender
+            .parse()
+            .map_err(|e| format!("sender {:?}: {e}", self.sender))?;
+        let mut b = lettre::Message::builder().from(from);
+        if let Some(subject) = &self.subject {
+            b = b.subject(subject.as_ref());
+        }
+        for r in &self.recipients {
+            if let Ok(to) = r.parse::<Mailbox>() {
+                b = b.bcc(to);
+            }
+        }
+        let mut parts = self
+            .text
+            .iter()
+            .map(|t| SinglePart::plain(t.to_string()))
+            .chain(self.html.iter().map(|h| SinglePart::html(h.to_string())));
+        let built = match (parts.next(), parts.next()) {
+            (None, _) => b.singlepart(SinglePart::plain(String::new())),
+            (Some(one), None) => b.singlepart(one),
+            (Some(first), Some(second)) => {
+                let mut all = MultiPart::alternative()
+                    .singlepart(first)
+                    .singlepart(second);
+                for p in parts {
+                    all = all.singlepart(p);
+                }
+                b.multipart(all)
+            }
+        };
+        built
+            .map(|m| Message::new(m.formatted()))
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
 }
 
 /// A request that cannot be judged as sent.
@@ -287,6 +335,58 @@ pub(crate) fn first_field<'f>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_the_message_the_service_would_send() {
+        let unit = Unit {
+            sender: "news@shop.test".into(),
+            recipients: vec![
+                "a@x.test".into(),
+                "not an address".into(),
+                "b@y.test".into(),
+            ],
+            subject: Some(Cow::Borrowed("Grüße, <FirstName>")),
+            text: vec![Text::Borrowed("one"), Text::Borrowed("two")],
+            html: vec![Text::Borrowed("<p>three</p>")],
+            ..Unit::default()
+        };
+        let m = unit.rendered().unwrap();
+        let p = m.parse().unwrap();
+        assert_eq!(p.subject(), Some("Grüße, <FirstName>"));
+        // A request does not say which recipients were Bcc: none is shown.
+        assert!(p.to().is_none() && p.cc().is_none() && p.bcc().is_none());
+        assert_eq!(
+            (p.text_body.len(), p.html_body.len()),
+            (2, 1),
+            "every part kept"
+        );
+        assert!(p.body_html(0).is_some_and(|h| h.contains("<p>three</p>")));
+
+        let bare = Unit {
+            sender: "news@shop.test".into(),
+            recipients: vec!["a@x.test".into()],
+            ..Unit::default()
+        };
+        let raw = bare.rendered().unwrap();
+        let p = raw.parse().unwrap();
+        assert_eq!(p.subject(), None);
+        assert_eq!(
+            p.from().and_then(|f| f.first()).and_then(|a| a.address()),
+            Some("news@shop.test")
+        );
+        let bad = Unit {
+            sender: "nobody".into(),
+            recipients: vec!["a@x.test".into()],
+            ..Unit::default()
+        };
+        assert!(bad.rendered().unwrap_err().contains("nobody"));
+        let nobody = Unit {
+            sender: "news@shop.test".into(),
+            recipients: vec!["a".into()],
+            ..Unit::default()
+        };
+        assert!(nobody.rendered().is_err());
+    }
 
     #[test]
     fn splits_lists() {
