@@ -186,6 +186,12 @@ impl HttpProxy {
         shutdown: CancellationToken,
     ) -> Result<(), HttpError> {
         let conns = Connections::new(&self);
+        tracing::info!(
+            listen = %self.inner.route.listen,
+            upstream = %self.inner.route.upstream,
+            dialect = %self.inner.route.dialect,
+            "http proxy ready"
+        );
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -416,10 +422,14 @@ impl HttpProxy {
                     let mut v = guard.check_content(&mut env, &unit.content());
                     if v.disposition == Disposition::Quarantine {
                         // Keep the message the service would have sent.
-                        let copy = unit.rendered().map_err(|e| {
-                            tracing::error!(error = %e, label = %unit.label, "cannot build a copy to quarantine");
-                        });
-                        guard.keep_quarantined(&env, copy.ok().as_ref(), &mut v, FRONT);
+                        let copy = match unit.rendered() {
+                            Ok(m) => Some(m),
+                            Err(e) => {
+                                tracing::error!(error = %e, label = %unit.label, "cannot build a copy to quarantine");
+                                None
+                            }
+                        };
+                        guard.keep_quarantined(&env, copy.as_ref(), &mut v, FRONT);
                     }
                     v
                 }
