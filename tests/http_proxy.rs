@@ -511,15 +511,8 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
     for a in post_sendgrid_at_once(port, sent.clone()).await {
         assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
     }
-    let mut got: Vec<String> = sg
-        .wait_for(24)
-        .await
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .collect();
-    got.sort();
     sent.sort();
-    assert_eq!(got, sent);
+    assert_eq!(bodies_received(&sg, 24).await, sent);
 
     // Every worker judges with the same policies: a leak is refused on every connection.
     let leak = SG_CLEAN.replace("Hello Anna,</p>", "Hello <FirstName>,</p>");
@@ -534,6 +527,18 @@ async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
         "{}",
         d.log()
     );
+}
+
+/// The bodies the stand-in has received once it has `n` requests, sorted.
+async fn bodies_received(standin: &StandIn, n: usize) -> Vec<String> {
+    let mut got: Vec<String> = standin
+        .wait_for(n)
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    got.sort();
+    got
 }
 
 /// POSTs each SendGrid body on a connection of its own, all at once; the answers.
@@ -651,16 +656,9 @@ async fn large_bodies_are_judged_off_the_worker_alongside_small_ones() {
     assert_eq!(answers.iter().filter(|a| a.status == 202).count(), 12);
 
     // Every clean request arrived byte for byte, the leak did not.
-    let mut got: Vec<String> = sg
-        .wait_for(12)
-        .await
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .collect();
-    got.sort();
     bodies.pop();
     bodies.sort();
-    assert_eq!(got, bodies);
+    assert_eq!(bodies_received(&sg, 12).await, bodies);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,15 +176,12 @@ impl Guard {
         let Some(ops) = self.operations() else {
             return;
         };
-        let stored = match msg {
-            Some(m) => ops.quarantine.store(env, m, verdict, front_end),
-            None => {
-                tracing::error!("no copy of the message to quarantine; refusing temporarily");
-                verdict_to_tempfail(verdict);
-                return;
-            }
+        let Some(m) = msg else {
+            tracing::error!("no copy of the message to quarantine; refusing temporarily");
+            verdict_to_tempfail(verdict);
+            return;
         };
-        match stored {
+        match ops.quarantine.store(env, m, verdict, front_end) {
             Ok(entry) => tracing::info!(id = %entry.id, "message quarantined"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot quarantine; refusing temporarily");
