@@ -288,7 +288,7 @@ impl HttpProxy {
         };
         let path = parts.uri.path();
         if !translate::is_send(dialect, &parts.method, path) {
-            return self.forward(&parts, body, &[]).await;
+            return self.forward(parts, body, &[]).await;
         }
         let judged_at = Instant::now();
         let (decision, outcomes) = if body.len() >= OFF_WORKER_AT {
@@ -318,7 +318,7 @@ impl HttpProxy {
                     .metrics()
                     .added_latency(FRONT, judged_at.elapsed().as_secs_f64());
                 let mut resp = self
-                    .forward(&parts, new_body.unwrap_or(body), &headers)
+                    .forward(parts, new_body.unwrap_or(body), &headers)
                     .await;
                 let status = resp.status().as_u16();
                 self.record(outcomes, status, Some(status)).await;
@@ -604,21 +604,18 @@ impl HttpProxy {
 
     async fn forward(
         &self,
-        parts: &http::request::Parts,
+        mut parts: http::request::Parts,
         body: Bytes,
         set: &[(HeaderName, HeaderValue)],
     ) -> Response<ProxyBody> {
         let dialect = self.inner.route.dialect;
         let metrics = self.inner.guard.metrics();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let target = if self.inner.base_path.is_empty() {
-            http::uri::PathAndQuery::try_from(pq)
-        } else {
-            http::uri::PathAndQuery::try_from(format!("{}{pq}", self.inner.base_path))
+        let target = match parts.uri.path_and_query() {
+            Some(pq) if self.inner.base_path.is_empty() => Ok(pq.clone()),
+            pq => {
+                let pq = pq.map_or("/", |p| p.as_str());
+                http::uri::PathAndQuery::try_from(format!("{}{pq}", self.inner.base_path))
+            }
         };
         let uri = target.ok().and_then(|pq| {
             Uri::builder()
@@ -632,19 +629,25 @@ impl HttpProxy {
             return Answer::malformed("cannot build the upstream request path")
                 .into_response(dialect);
         };
-        let mut out = Request::new(Full::new(body));
-        *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = uri;
-        let h = out.headers_mut();
-        copy_headers(&parts.headers, h, true);
+        if self.inner.maildir.is_some()
+            && !translate::is_send(dialect, &parts.method, parts.uri.path())
+        {
+            return Answer::not_found(parts.uri.path()).into_response(dialect);
+        }
+        // The client's request goes on with its own header map, minus what described the
+        // client's connection; the body's length is set from the body sent.
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        parts.extensions.clear();
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h);
+        h.remove(http::header::CONTENT_LENGTH);
         h.insert(http::header::HOST, self.inner.host.clone());
         for (n, v) in set {
             h.insert(n.clone(), v.clone());
         }
+        let out = Request::from_parts(parts, Full::new(body));
         if let Some(maildir) = &self.inner.maildir {
-            if !translate::is_send(dialect, &parts.method, parts.uri.path()) {
-                return Answer::not_found(parts.uri.path()).into_response(dialect);
-            }
             return deliver_to_maildir(maildir.clone(), out.into_body()).await;
         }
         let sent =
@@ -652,12 +655,11 @@ impl HttpProxy {
         match sent {
             Ok(Ok(resp)) => {
                 metrics.upstream_reply(FRONT, resp.status().as_u16());
-                let (p, body) = resp.into_parts();
-                let mut r = Response::new(Either::Right(body));
-                *r.status_mut() = p.status;
-                *r.version_mut() = http::Version::HTTP_11;
-                copy_headers(&p.headers, r.headers_mut(), false);
-                r
+                let (mut p, body) = resp.into_parts();
+                p.version = http::Version::HTTP_11;
+                p.extensions.clear();
+                strip_hop_by_hop(&mut p.headers);
+                Response::from_parts(p, Either::Right(body))
             }
             Ok(Err(e)) => {
                 metrics.upstream_reply(FRONT, 0);
@@ -772,25 +774,23 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Copies end-to-end headers. For a request also drops `Host` (set to the upstream's) and
-/// `Content-Length` (set from the body sent).
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, request: bool) {
-    let listed: Vec<HeaderName> = from
+/// Removes the headers that describe one connection: the hop-by-hop ones and those the
+/// `Connection` header lists. Most messages have none, and then nothing is allocated.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    to.reserve(from.len());
-    for (n, v) in from {
-        if hop_by_hop(n)
-            || listed.contains(n)
-            || (request && (n == http::header::HOST || n == http::header::CONTENT_LENGTH))
-        {
-            continue;
-        }
-        to.append(n.clone(), v.clone());
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| hop_by_hop(n) || listed.contains(n))
+        .cloned()
+        .collect();
+    for n in &drop {
+        headers.remove(n);
     }
 }
 
@@ -914,11 +914,12 @@ mod tests {
         from.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         from.append("x-multi", HeaderValue::from_static("a"));
         from.append("x-multi", HeaderValue::from_static("b"));
-        let mut to = HeaderMap::new();
-        copy_headers(&from, &mut to, true);
-        assert_eq!(to.len(), 3);
-        assert_eq!(to.get_all("x-multi").iter().count(), 2);
-        assert!(to.get("x-private").is_none());
+        strip_hop_by_hop(&mut from);
+        assert_eq!(from.len(), 3);
+        assert_eq!(from.get_all("x-multi").iter().count(), 2);
+        assert!(from.get("authorization").is_some());
+        assert!(from.get("x-private").is_none());
+        assert!(from.get("connection").is_none());
     }
 
     #[test]
