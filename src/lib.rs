@@ -35,6 +35,7 @@ pub mod monitor;
 pub mod policy;
 pub mod quarantine;
 pub mod ratelimit;
+mod shared_text;
 pub mod smtp;
 pub mod state;
 

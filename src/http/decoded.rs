@@ -5,23 +5,18 @@
 //! recipients change. Decoding a 10–100 KB field (escapes, a copy, an allocation) is then the
 //! largest part of judging a request. A JSON string without escapes is borrowed from the request
 //! body; a large field with escapes is decoded once per worker thread and shared afterwards, keyed
-//! by the 128-bit xxh3 hash of its encoded form and its encoding. The memo is bounded in bytes and
-//! lives in the thread, so workers never contend for it.
+//! by the 128-bit xxh3 hash of its encoded form and its encoding (see [`crate::shared_text`]: the
+//! memo is bounded in bytes and lives in the thread, so workers never contend for it).
 
 use serde::de::Error as _;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Strings with escapes shorter than this are decoded every time.
 const MEMO_MIN: usize = 1024;
 /// Strings longer than this are decoded every time (they would crowd out the rest).
 const MEMO_MAX: usize = 1024 * 1024;
-/// Decoded bytes a thread keeps before it starts over: dozens of templates, and a bound per
-/// thread that parses requests (the proxy's workers, or an embedder's runtime threads).
-const MEMO_BYTES: usize = 4 * 1024 * 1024;
 
 /// Text of a request field: borrowed from the body, decoded for this request, or shared with
 /// earlier requests of the same template.
@@ -113,12 +108,7 @@ fn shared<E>(
     decode: impl FnOnce() -> Result<String, E>,
 ) -> Result<Arc<str>, E> {
     let key = xxhash_rust::xxh3::xxh3_128_with_seed(raw, encoding as u64);
-    if let Some(hit) = MEMO.with(|m| m.borrow().map.get(&key).cloned()) {
-        return Ok(hit);
-    }
-    let decoded: Arc<str> = decode()?.into();
-    MEMO.with(|m| m.borrow_mut().insert(key, decoded.clone()));
-    Ok(decoded)
+    crate::shared_text::get_or_decode(key, decode)
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body, decoded as browsers and
@@ -184,29 +174,6 @@ impl AsRef<[u8]> for SharedBytes {
 
 fn decode<E: serde::de::Error>(literal: &str) -> Result<String, E> {
     serde_json::from_str(literal).map_err(E::custom)
-}
-
-#[derive(Default)]
-struct Memo {
-    map: HashMap<u128, Arc<str>>,
-    bytes: usize,
-}
-
-impl Memo {
-    fn insert(&mut self, key: u128, text: Arc<str>) {
-        if self.bytes + text.len() > MEMO_BYTES {
-            self.map.clear();
-            self.bytes = 0;
-        }
-        self.bytes += text.len();
-        if let Some(old) = self.map.insert(key, text) {
-            self.bytes -= old.len();
-        }
-    }
-}
-
-thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 #[cfg(test)]
@@ -321,16 +288,6 @@ mod tests {
                 .collect();
             let want: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap();
             proptest::prop_assert_eq!(got, want);
-        }
-    }
-
-    #[test]
-    fn the_memo_stays_bounded() {
-        let mut m = Memo::default();
-        for i in 0..100u128 {
-            m.insert(i, Arc::from("x".repeat(MEMO_MAX)));
-            assert!(m.bytes <= MEMO_BYTES);
-            assert_eq!(m.bytes, m.map.values().map(|v| v.len()).sum::<usize>());
         }
     }
 }

@@ -3,8 +3,9 @@
 //! Through an email service's send API a campaign sends the same template body in request after
 //! request — the service personalises it, not the sender — so the same 10–100 KB of HTML is
 //! scanned again and again. The cache keys a body by its 128-bit xxh3 hash (and where it was
-//! found), so a repeat costs one hash instead of a scan. It lives in a policy snapshot, so a
-//! reload starts it empty.
+//! found), so a repeat costs one hash instead of a scan; a body the HTTP front-end decoded and
+//! shares is already named by the hash of its encoded form ([`crate::shared_text::key_of`]), and
+//! then costs no hash at all. It lives in a policy snapshot, so a reload starts it empty.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,12 @@ impl ScanCache {
         if text.len() < MIN_LEN {
             return scan();
         }
-        let key = xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), kind);
+        let key = match crate::shared_text::key_of(text) {
+            // Keys of shared texts and hashes of text bodies are both 128-bit hashes; hashing the
+            // known key with a seed of its own keeps the two apart.
+            Some(known) => xxhash_rust::xxh3::xxh3_128_with_seed(&known.to_le_bytes(), !kind),
+            None => xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), kind),
+        };
         let shard = &self.shards[(key as usize) % SHARDS];
         if let Some(hit) = shard.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return hit.to_vec();
@@ -105,6 +111,38 @@ mod tests {
             });
         }
         assert_eq!(scans, 4);
+    }
+
+    #[test]
+    fn shared_texts_are_cached_under_their_known_key() {
+        let c = ScanCache::default();
+        let leak = crate::shared_text::get_or_decode(0x5ca9, || {
+            Ok::<_, ()>(format!("{{{{a}}}}{}", "x".repeat(2000)))
+        })
+        .unwrap();
+        let clean =
+            crate::shared_text::get_or_decode(0x5caa, || Ok::<_, ()>("y".repeat(2000))).unwrap();
+        let scans = std::cell::Cell::new(0);
+        let scan = |t: &str| {
+            c.get_or_scan(2, t, || {
+                scans.set(scans.get() + 1);
+                if t.contains("{{a}}") {
+                    vec![finding("{{a}}")]
+                } else {
+                    Vec::new()
+                }
+            })
+        };
+        for _ in 0..3 {
+            assert_eq!(scan(&leak), vec![finding("{{a}}")]);
+            assert_eq!(scan(&clean), Vec::new());
+        }
+        assert_eq!(scans.get(), 2);
+        // The same text elsewhere is named by its own hash and scanned once more.
+        let copy = leak.to_string();
+        assert_eq!(scan(&copy), vec![finding("{{a}}")]);
+        assert_eq!(scan(&copy), vec![finding("{{a}}")]);
+        assert_eq!(scans.get(), 3);
     }
 
     #[test]
