@@ -114,13 +114,8 @@ async fn pause_and_resume_reach_the_webhook() {
     assert!(text.contains("FirstName leaked"), "{text}");
     assert!(humantime::parse_rfc3339(second["at"].as_str().unwrap()).is_ok());
 
-    let r = api
-        .call(
-            Method::DELETE,
-            "/v1/pauses/campaign/black-friday",
-            Some(r#"{"ramp": {"from": "1/s", "to": "50/s", "over": "10m"}}"#),
-        )
-        .await;
+    let ramp = r#"{"ramp": {"from": "1/s", "to": "50/s", "over": "10m"}}"#;
+    let r = api.resume("/v1/pauses/campaign/black-friday", ramp).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let (_, resumed) = next(&mut alerts).await;
     assert_eq!(resumed["action"], "resume");

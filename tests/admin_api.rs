@@ -254,12 +254,9 @@ async fn pause_list_status_audit_resume() {
     assert!(status["policy_generation"].as_u64().unwrap() >= 1);
     assert!(status["reload_error"].is_null());
 
+    let ramp = r#"{"ramp": {"from": "10/s", "to": "500/s", "over": "30m"}}"#;
     let r = api
-        .call(
-            Method::DELETE,
-            "/v1/pauses/sender/@news.example.com",
-            Some(r#"{"ramp": {"from": "10/s", "to": "500/s", "over": "30m"}}"#),
-        )
+        .resume("/v1/pauses/sender/@news.example.com", ramp)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["resumed"]["reason"], "wrong template");

@@ -5,8 +5,8 @@
 mod http_standin;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use http_standin::StandIn;
+use http_body_util::Full;
+use http_standin::{answer, json_post, StandIn};
 use sendguard::http::{Dialect, HttpConfig, HttpProxy};
 use sendguard::{Guard, GuardConfig, Scope};
 
@@ -24,24 +24,9 @@ fn proxy(guard: &Guard, upstream: String, dialect: Dialect) -> HttpProxy {
 }
 
 async fn post(p: &HttpProxy, path: &str, body: &'static str) -> (u16, http::HeaderMap, String) {
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .unwrap();
-    let resp = p.handle(req).await;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    let a = answer(p.handle(json_post(path, body)).await).await;
+    let text = a.text();
+    (a.status, a.headers, text)
 }
 
 #[tokio::test]
@@ -55,13 +40,9 @@ async fn a_paused_campaign_gets_503_with_retry_after_and_nothing_is_sent() {
     let (s, _, _) = post(&p_sg, "/v3/mail/send", SG).await;
     assert_eq!(s, 202);
 
+    let campaign = Scope::Campaign("spring-2026".into());
     guard
-        .pause(
-            Scope::Campaign("spring-2026".into()),
-            "wrong prices",
-            "ops",
-            None,
-        )
+        .pause(campaign.clone(), "wrong prices", "ops", None)
         .unwrap();
     let (s, h, body) = post(&p_sg, "/v3/mail/send", SG).await;
     assert_eq!(s, 503, "{body}");
@@ -78,17 +59,9 @@ async fn a_paused_campaign_gets_503_with_retry_after_and_nothing_is_sent() {
     assert_eq!(v["ErrorCode"], 405);
 
     // A pause of a recipient domain stops a request of another campaign too.
-    guard
-        .resume(&Scope::Campaign("spring-2026".into()), "ops", None)
-        .unwrap();
-    guard
-        .pause(
-            Scope::Domain("customer.test".into()),
-            "bounces",
-            "ops",
-            None,
-        )
-        .unwrap();
+    guard.resume(&campaign, "ops", None).unwrap();
+    let domain = Scope::Domain("customer.test".into());
+    guard.pause(domain, "bounces", "ops", None).unwrap();
     let (s, _, body) = post(&p_pm, "/email", PM).await;
     assert_eq!(s, 503, "{body}");
 
@@ -141,16 +114,8 @@ async fn repeated_leaks_trip_the_campaign_and_clean_mail_of_it_then_waits() {
             .unwrap();
         let p = p.clone();
         async move {
-            let (parts, body) = p.handle(req).await.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            (
-                parts.status.as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
-            )
+            let a = answer(p.handle(req).await).await;
+            (a.status, a.text())
         }
     };
     let leak = "Subject: Hello <FirstName>\r\n\r\nDear <FirstName>,\r\n";

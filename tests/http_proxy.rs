@@ -6,12 +6,42 @@ mod common;
 #[path = "common/http_standin.rs"]
 mod http_standin;
 
+use bytes::Bytes;
 use common::{free_port, Daemon};
-use http_standin::{send, Reply, StandIn};
+use http_standin::{send, Answer, Reply, StandIn};
 use std::net::SocketAddr;
 
 fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
+}
+
+const JSON_TYPE: (&str, &str) = ("content-type", "application/json");
+const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+const SG_SEND: &str = "/v3/mail/send";
+const MG_SEND: &str = "/v3/mg.shop.test/messages";
+
+/// POSTs `body` with `headers` to `path` on the proxy route listening on `port`.
+async fn post(port: u16, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+    send(addr(port), "POST", path, headers, body).await
+}
+
+/// POSTs a JSON `body` to `path` on `port`.
+async fn post_json(port: u16, path: &str, body: impl Into<Bytes>) -> Answer {
+    post(port, path, &[JSON_TYPE], body).await
+}
+
+/// POSTs a JSON `body` to SendGrid's send path on `port`.
+async fn post_sendgrid(port: u16, body: impl Into<Bytes>) -> Answer {
+    post_json(port, SG_SEND, body).await
+}
+
+/// The text at a JSON pointer in the answer's body (empty when it is not there).
+fn text_at(a: &Answer, pointer: &str) -> String {
+    a.json()
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 /// `[http]` with one route per `(listen port, upstream, dialect, extra keys)`.
@@ -25,11 +55,43 @@ fn config(routes: &[(u16, String, &str, &str)]) -> String {
     s
 }
 
+/// `[http]` with `workers` worker threads and one SendGrid route from `port` to `upstream`.
+fn sendgrid_config_with_workers(workers: usize, port: u16, upstream: &StandIn) -> String {
+    config(&[(port, upstream.url(), "sendgrid", "")])
+        .replace("[http]\n", &format!("[http]\nworkers = {workers}\n"))
+}
+
+/// Starts a stand-in for each dialect and the daemon with one route to each (with the `extra`
+/// route keys); the stand-ins and the route ports come back in the order of `dialects`.
+async fn start_routes<const N: usize>(
+    dialects: [&str; N],
+    extra: &str,
+) -> ([StandIn; N], [u16; N], Daemon) {
+    let mut standins = Vec::new();
+    for dialect in dialects {
+        standins.push(StandIn::start(dialect).await);
+    }
+    let ports = dialects.map(|_| free_port());
+    let routes: Vec<_> = (0..N)
+        .map(|i| (ports[i], standins[i].url(), dialects[i], extra))
+        .collect();
+    let d = Daemon::start(&config(&routes), &ports);
+    let Ok(standins) = standins.try_into() else {
+        unreachable!("one stand-in per dialect")
+    };
+    (standins, ports, d)
+}
+
 const SG_CLEAN: &str = r#"{"personalizations":[{"to":[{"email":"anna@customer.test","name":"Anna"}]}],"from":{"email":"news@shop.test","name":"Shop News"},"subject":"Your spring update","content":[{"type":"text/plain","value":"Hello Anna,\nnew arrivals."},{"type":"text/html","value":"<p>Hello Anna,</p>\n<p>new arrivals.</p>"}],"custom_args":{"campaign_id":"spring-2026"},"categories":["newsletter"]}"#;
 
 const PM_CLEAN: &str = r#"{"From":"Shop <news@shop.test>","To":"anna@customer.test","Subject":"Your order","TextBody":"Hello Anna","HtmlBody":"<p>Hello Anna</p>","Tag":"orders","MessageStream":"outbound"}"#;
 
 const MG_BOUNDARY: &str = "mgB0undary";
+
+/// The content type of [`mailgun_multipart`] bodies.
+fn multipart_type() -> String {
+    format!("multipart/form-data; boundary={MG_BOUNDARY}")
+}
 
 fn mailgun_multipart(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut b = Vec::new();
@@ -49,30 +111,11 @@ const RAW_MSG: &str = "From: Shop <news@shop.test>\r\nTo: anna@customer.test\r\n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_requests_arrive_byte_identical_in_every_dialect() {
-    let sg = StandIn::start("sendgrid").await;
-    let mg = StandIn::start("mailgun").await;
-    let pm = StandIn::start("postmark").await;
-    let raw = StandIn::start("raw").await;
-    let ports = [free_port(), free_port(), free_port(), free_port()];
-    let cfg = config(&[
-        (ports[0], sg.url(), "sendgrid", ""),
-        (ports[1], mg.url(), "mailgun", ""),
-        (ports[2], pm.url(), "postmark", ""),
-        (ports[3], raw.url(), "raw", ""),
-    ]);
-    let d = Daemon::start(&cfg, &ports);
+    let ([sg, mg, pm, raw], ports, d) =
+        start_routes(["sendgrid", "mailgun", "postmark", "raw"], "").await;
 
-    let a = send(
-        addr(ports[0]),
-        "POST",
-        "/v3/mail/send",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", "Bearer SG.key"),
-        ],
-        SG_CLEAN,
-    )
-    .await;
+    let sg_headers = [JSON_TYPE, ("authorization", "Bearer SG.key")];
+    let a = post(ports[0], SG_SEND, &sg_headers, SG_CLEAN).await;
     assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
     assert_eq!(a.header("x-message-id").as_deref(), Some("standin-1"));
     let r = sg.wait_for(1).await;
@@ -90,66 +133,38 @@ async fn clean_requests_arrive_byte_identical_in_every_dialect() {
         ("text", "Hello Anna"),
         ("o:tag", "spring-2026"),
     ]);
-    let ct = format!("multipart/form-data; boundary={MG_BOUNDARY}");
-    let a = send(
-        addr(ports[1]),
-        "POST",
-        "/v3/mg.shop.test/messages",
-        &[
-            ("content-type", &ct),
-            ("authorization", "Basic YXBpOmtleQ=="),
-        ],
-        body.clone(),
-    )
-    .await;
+    let ct = multipart_type();
+    let mg_headers = [
+        ("content-type", &*ct),
+        ("authorization", "Basic YXBpOmtleQ=="),
+    ];
+    let a = post(ports[1], MG_SEND, &mg_headers, body.clone()).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.json()["message"], "Queued. Thank you.");
     let r = mg.wait_for(1).await;
     assert_eq!(&r[0].body[..], &body[..]);
-    assert_eq!(r[0].path, "/v3/mg.shop.test/messages");
+    assert_eq!(r[0].path, MG_SEND);
     assert_eq!(r[0].headers["content-type"], ct.as_str());
 
     let form = "from=news%40shop.test&to=anna%40customer.test&subject=Hi&text=Hello";
-    let a = send(
-        addr(ports[1]),
-        "POST",
-        "/v3/mg.shop.test/messages",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form,
-    )
-    .await;
+    let a = post(ports[1], MG_SEND, &[FORM_TYPE], form).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(&mg.wait_for(2).await[1].body[..], form.as_bytes());
 
-    let a = send(
-        addr(ports[2]),
-        "POST",
-        "/email",
-        &[
-            ("content-type", "application/json"),
-            ("x-postmark-server-token", "tok"),
-        ],
-        PM_CLEAN,
-    )
-    .await;
+    let pm_headers = [JSON_TYPE, ("x-postmark-server-token", "tok")];
+    let a = post(ports[2], "/email", &pm_headers, PM_CLEAN).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let r = pm.wait_for(1).await;
     assert_eq!(&r[0].body[..], PM_CLEAN.as_bytes());
     assert_eq!(r[0].headers["x-postmark-server-token"], "tok");
 
-    let a = send(
-        addr(ports[3]),
-        "POST",
-        "/v1/messages",
-        &[
-            ("content-type", "message/rfc822"),
-            ("x-sendguard-from", "news@shop.test"),
-            ("x-sendguard-to", "anna@customer.test"),
-            ("x-sendguard-campaign", "spring-2026"),
-        ],
-        RAW_MSG,
-    )
-    .await;
+    let raw_headers = [
+        ("content-type", "message/rfc822"),
+        ("x-sendguard-from", "news@shop.test"),
+        ("x-sendguard-to", "anna@customer.test"),
+        ("x-sendguard-campaign", "spring-2026"),
+    ];
+    let a = post(ports[3], "/v1/messages", &raw_headers, RAW_MSG).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let r = raw.wait_for(1).await;
     assert_eq!(&r[0].body[..], RAW_MSG.as_bytes());
@@ -158,26 +173,13 @@ async fn clean_requests_arrive_byte_identical_in_every_dialect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() {
-    let sg = StandIn::start("sendgrid").await;
-    let pm = StandIn::start("postmark").await;
-    let mg = StandIn::start("mailgun").await;
-    let ports = [free_port(), free_port(), free_port()];
-    let cfg = config(&[
-        (ports[0], sg.url(), "sendgrid", ""),
-        (ports[1], pm.url(), "postmark", ""),
-        (ports[2], mg.url(), "mailgun", ""),
-    ]);
-    let _d = Daemon::start(&cfg, &ports);
-    let json = [("content-type", "application/json")];
+    let ([sg, pm, mg], ports, _d) = start_routes(["sendgrid", "postmark", "mailgun"], "").await;
 
     // A leak in the subject.
     let leak = SG_CLEAN.replace("Your spring update", "Hello {{first_name}}");
-    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    let a = post_sendgrid(ports[0], leak).await;
     assert_eq!(a.status, 422, "{}", a.text());
-    let msg = a.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let msg = text_at(&a, "/errors/0/message");
     assert!(
         msg.contains("{{first_name}}") && msg.contains("subject"),
         "{msg}"
@@ -193,12 +195,9 @@ async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() 
         {"to":[{"email":"bob@customer.test"}],"dynamic_template_data":{}}],
         "from":{"email":"news@shop.test"},"subject":"Hi {{first}}",
         "content":[{"type":"text/html","value":"<p>Hi {{first}}</p>"}]}"#;
-    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, missing).await;
+    let a = post_sendgrid(ports[0], missing).await;
     assert_eq!(a.status, 422, "{}", a.text());
-    let msg = a.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let msg = text_at(&a, "/errors/0/message");
     assert!(
         msg.contains("{{first}}") && msg.contains("bob@customer.test") && msg.contains("subject"),
         "{msg}"
@@ -209,14 +208,7 @@ async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() 
         "\"dynamic_template_data\":{}",
         "\"dynamic_template_data\":{\"first\":\"Bob\"}",
     );
-    let a = send(
-        addr(ports[0]),
-        "POST",
-        "/v3/mail/send",
-        &json,
-        complete.clone(),
-    )
-    .await;
+    let a = post_sendgrid(ports[0], complete.clone()).await;
     assert_eq!(a.status, 202, "{}", a.text());
     let r = sg.wait_for(1).await;
     assert_eq!(r.len(), 1);
@@ -227,13 +219,10 @@ async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() 
         "\"To\":\"anna@customer.test\"",
         "\"To\":\"anna@customer.test, gone@example.invalid\"",
     );
-    let a = send(addr(ports[1]), "POST", "/email", &json, supp).await;
+    let a = post_json(ports[1], "/email", supp).await;
     assert_eq!(a.status, 422, "{}", a.text());
     assert_eq!(a.json()["ErrorCode"], 406);
-    assert!(a.json()["Message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("gone@example.invalid"));
+    assert!(text_at(&a, "/Message").contains("gone@example.invalid"));
 
     // Mailgun's %recipient.x% without a value for one recipient.
     let body = mailgun_multipart(&[
@@ -246,17 +235,15 @@ async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() 
             r#"{"anna@customer.test":{"first":"Anna"}}"#,
         ),
     ]);
-    let ct = format!("multipart/form-data; boundary={MG_BOUNDARY}");
-    let a = send(
-        addr(ports[2]),
-        "POST",
-        "/v3/mg.shop.test/messages",
-        &[("content-type", &ct)],
+    let a = post(
+        ports[2],
+        MG_SEND,
+        &[("content-type", &multipart_type())],
         body,
     )
     .await;
     assert_eq!(a.status, 422, "{}", a.text());
-    let m = a.json()["message"].as_str().unwrap_or("").to_string();
+    let m = text_at(&a, "/message");
     assert!(
         m.contains("%recipient.first%") && m.contains("bob@customer.test"),
         "{m}"
@@ -270,31 +257,15 @@ async fn leaks_missing_data_and_suppressed_recipients_never_reach_the_service() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strip_mode_forwards_exactly_the_remaining_recipients() {
-    let sg = StandIn::start("sendgrid").await;
-    let mg = StandIn::start("mailgun").await;
-    let raw = StandIn::start("raw").await;
-    let ports = [free_port(), free_port(), free_port()];
     let strip = "suppressed = \"strip\"";
-    let cfg = config(&[
-        (ports[0], sg.url(), "sendgrid", strip),
-        (ports[1], mg.url(), "mailgun", strip),
-        (ports[2], raw.url(), "raw", strip),
-    ]);
-    let _d = Daemon::start(&cfg, &ports);
+    let ([sg, mg, raw], ports, _d) = start_routes(["sendgrid", "mailgun", "raw"], strip).await;
 
     let body = r#"{"personalizations":[
         {"to":[{"email":"anna@customer.test"},{"email":"gone@example.invalid"}],"cc":[{"email":"x@example.invalid"}]},
         {"to":[{"email":"only@example.invalid"}]}],
         "from":{"email":"news@shop.test"},"subject":"Hi","content":[{"type":"text/plain","value":"Hello"}],
         "send_at":1800000000}"#;
-    let a = send(
-        addr(ports[0]),
-        "POST",
-        "/v3/mail/send",
-        &[("content-type", "application/json")],
-        body,
-    )
-    .await;
+    let a = post_sendgrid(ports[0], body).await;
     assert_eq!(a.status, 202, "{}", a.text());
     assert_eq!(a.header("x-sendguard-suppressed").as_deref(), Some("3"));
     let r = sg.wait_for(1).await;
@@ -312,14 +283,7 @@ async fn strip_mode_forwards_exactly_the_remaining_recipients() {
     );
 
     let form = "from=news%40shop.test&to=anna%40customer.test%2C+gone%40example.invalid&subject=Hi&text=Hello";
-    let a = send(
-        addr(ports[1]),
-        "POST",
-        "/v3/mg.shop.test/messages",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form,
-    )
-    .await;
+    let a = post(ports[1], MG_SEND, &[FORM_TYPE], form).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.header("x-sendguard-suppressed").as_deref(), Some("1"));
     let r = mg.wait_for(1).await;
@@ -328,77 +292,47 @@ async fn strip_mode_forwards_exactly_the_remaining_recipients() {
         "from=news%40shop.test&to=anna%40customer.test&subject=Hi&text=Hello"
     );
 
-    let a = send(
-        addr(ports[2]),
-        "POST",
-        "/v1/messages",
-        &[
-            ("x-sendguard-from", "news@shop.test"),
-            ("x-sendguard-to", "gone@example.invalid, anna@customer.test"),
-        ],
-        RAW_MSG,
-    )
-    .await;
+    let envelope = [
+        ("x-sendguard-from", "news@shop.test"),
+        ("x-sendguard-to", "gone@example.invalid, anna@customer.test"),
+    ];
+    let a = post(ports[2], "/v1/messages", &envelope, RAW_MSG).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let r = raw.wait_for(1).await;
     assert_eq!(r[0].headers["x-sendguard-to"], "anna@customer.test");
     assert_eq!(&r[0].body[..], RAW_MSG.as_bytes());
 
     // Signed over its body: only refusal is possible.
-    let a = send(
-        addr(ports[2]),
-        "POST",
-        "/v1/messages",
-        &[
-            ("x-sendguard-from", "news@shop.test"),
-            ("x-sendguard-to", "gone@example.invalid, anna@customer.test"),
-            ("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=00"),
-        ],
-        RAW_MSG,
-    )
-    .await;
+    let signed = [
+        envelope[0],
+        envelope[1],
+        ("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=00"),
+    ];
+    let a = post(ports[2], "/v1/messages", &signed, RAW_MSG).await;
     assert_eq!(a.status, 422, "{}", a.text());
     assert_eq!(raw.requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_get_400_in_the_dialects_shape() {
-    let sg = StandIn::start("sendgrid").await;
-    let mg = StandIn::start("mailgun").await;
-    let pm = StandIn::start("postmark").await;
-    let ports = [free_port(), free_port(), free_port()];
-    let cfg = config(&[
-        (ports[0], sg.url(), "sendgrid", ""),
-        (ports[1], mg.url(), "mailgun", ""),
-        (ports[2], pm.url(), "postmark", ""),
-    ]);
-    let d = Daemon::start(&cfg, &ports);
-    let json = [("content-type", "application/json")];
+    let ([sg, mg, pm], ports, d) = start_routes(["sendgrid", "mailgun", "postmark"], "").await;
     for bad in ["{", "[]", "null", "{\"personalizations\":7}", "\u{0}\u{ff}"] {
-        let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, bad).await;
+        let a = post_sendgrid(ports[0], bad).await;
         assert_eq!(a.status, 400, "{bad}: {}", a.text());
         assert!(a.json()["errors"][0]["message"].is_string(), "{}", a.text());
     }
-    let a = send(addr(ports[1]), "POST", "/v3/d.test/messages", &json, "{}").await;
+    let a = post_json(ports[1], "/v3/d.test/messages", "{}").await;
     assert_eq!(a.status, 400, "{}", a.text());
-    assert!(a.json()["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("multipart"));
-    let a = send(
-        addr(ports[1]),
-        "POST",
-        "/v3/d.test/messages",
-        &[("content-type", "multipart/form-data; boundary=zz")],
-        "--zz\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nnever closed",
-    )
-    .await;
+    assert!(text_at(&a, "/message").contains("multipart"));
+    let unclosed = "--zz\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nnever closed";
+    let zz = [("content-type", "multipart/form-data; boundary=zz")];
+    let a = post(ports[1], "/v3/d.test/messages", &zz, unclosed).await;
     assert_eq!(a.status, 400, "{}", a.text());
-    let a = send(addr(ports[2]), "POST", "/email/batch", &json, "{\"To\":1}").await;
+    let a = post_json(ports[2], "/email/batch", "{\"To\":1}").await;
     assert_eq!(a.status, 400, "{}", a.text());
     assert_eq!(a.json()["ErrorCode"], 402);
     // Still alive and judging.
-    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+    let a = post_sendgrid(ports[0], SG_CLEAN).await;
     assert_eq!(a.status, 202, "{} {}", a.text(), d.log());
     assert_eq!(sg.requests().len(), 1);
     assert!(mg.requests().is_empty() && pm.requests().is_empty());
@@ -414,14 +348,10 @@ async fn upstream_down_is_502_and_upstream_errors_are_relayed_unchanged() {
         (ports[1], format!("http://127.0.0.1:{dead}"), "sendgrid", ""),
     ]);
     let _d = Daemon::start(&cfg, &ports);
-    let json = [("content-type", "application/json")];
 
-    let a = send(addr(ports[1]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+    let a = post_sendgrid(ports[1], SG_CLEAN).await;
     assert_eq!(a.status, 502, "{}", a.text());
-    assert!(a.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("upstream"));
+    assert!(text_at(&a, "/errors/0/message").contains("upstream"));
 
     for (status, body) in [
         (
@@ -440,9 +370,9 @@ async fn upstream_down_is_502_and_upstream_errors_are_relayed_unchanged() {
                 ("x-upstream".into(), "yes".into()),
                 ("content-type".into(), "text/plain".into()),
             ],
-            body: bytes::Bytes::from(body),
+            body: Bytes::from(body),
         });
-        let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, SG_CLEAN).await;
+        let a = post_sendgrid(ports[0], SG_CLEAN).await;
         assert_eq!(a.status, status);
         assert_eq!(a.text(), body);
         assert_eq!(a.header("x-upstream").as_deref(), Some("yes"));
@@ -451,19 +381,10 @@ async fn upstream_down_is_502_and_upstream_errors_are_relayed_unchanged() {
     }
     // Paths that are not sends are forwarded unchecked.
     sg.reply_with(Reply::success("sendgrid"));
-    let a = send(
-        addr(ports[0]),
-        "GET",
-        "/v3/stats?start_date=2026-01-01",
-        &[],
-        "",
-    )
-    .await;
+    let stats = "/v3/stats?start_date=2026-01-01";
+    let a = send(addr(ports[0]), "GET", stats, &[], "").await;
     assert_eq!(a.status, 202);
-    assert_eq!(
-        sg.requests().last().unwrap().path,
-        "/v3/stats?start_date=2026-01-01"
-    );
+    assert_eq!(sg.requests().last().unwrap().path, stats);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,14 +395,7 @@ async fn oversized_bodies_get_413() {
         + &config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "");
     let _d = Daemon::start(&cfg, &[port]);
     let big = SG_CLEAN.replace("new arrivals.", &"x".repeat(4000));
-    let a = send(
-        addr(port),
-        "POST",
-        "/v3/mail/send",
-        &[("content-type", "application/json")],
-        big,
-    )
-    .await;
+    let a = post_sendgrid(port, big).await;
     assert_eq!(a.status, 413, "{}", a.text());
     assert!(sg.requests().is_empty());
 }
@@ -490,8 +404,7 @@ async fn oversized_bodies_get_413() {
 async fn worker_threads_share_the_listener_the_policies_and_a_clean_shutdown() {
     let sg = StandIn::start("sendgrid").await;
     let port = free_port();
-    let cfg =
-        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 3\n");
+    let cfg = sendgrid_config_with_workers(3, port, &sg);
     let mut d = Daemon::start(&cfg, &[port]);
     let pid = d.pid().expect("daemon runs");
     let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -542,19 +455,10 @@ async fn bodies_received(standin: &StandIn, n: usize) -> Vec<String> {
 }
 
 /// POSTs each SendGrid body on a connection of its own, all at once; the answers.
-async fn post_sendgrid_at_once(port: u16, bodies: Vec<String>) -> Vec<http_standin::Answer> {
+async fn post_sendgrid_at_once(port: u16, bodies: Vec<String>) -> Vec<Answer> {
     let mut tasks = tokio::task::JoinSet::new();
     for body in bodies {
-        tasks.spawn(async move {
-            send(
-                addr(port),
-                "POST",
-                "/v3/mail/send",
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await
-        });
+        tasks.spawn(post_sendgrid(port, body));
     }
     let mut answers = Vec::new();
     while let Some(a) = tasks.join_next().await {
@@ -569,7 +473,7 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
     let (port, admin) = (free_port(), free_port());
     let cfg = format!(
         "{}[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
-        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 2\n")
+        sendgrid_config_with_workers(2, port, &sg)
     );
     let token = "http-admin-token";
     let _d = tokio::task::spawn_blocking(move || {
@@ -582,15 +486,10 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
         ("authorization", bearer.as_str()),
         ("content-type", "application/json"),
     ];
+    let pause = "/v1/pauses/campaign/spring-2026";
 
-    let a = send(
-        addr(admin),
-        "PUT",
-        "/v1/pauses/campaign/spring-2026",
-        &auth,
-        r#"{"reason":"wrong prices"}"#,
-    )
-    .await;
+    let reason = r#"{"reason":"wrong prices"}"#;
+    let a = send(addr(admin), "PUT", pause, &auth, reason).await;
     assert_eq!(a.status, 200, "{}", a.text());
     // Effective on every worker as soon as the call returned: 503, Retry-After, nothing sent.
     for a in post_sendgrid_at_once(port, vec![SG_CLEAN.to_string(); 6]).await {
@@ -601,14 +500,8 @@ async fn pause_and_ramped_resume_through_the_admin_api_hold_on_every_worker() {
     assert!(sg.requests().is_empty());
 
     // Resumed on a ramp of one an hour: one request passes, the rest get 429 wherever they land.
-    let a = send(
-        addr(admin),
-        "DELETE",
-        "/v1/pauses/campaign/spring-2026",
-        &auth,
-        r#"{"ramp":{"from":"1/h","to":"2/h","over":"1h"}}"#,
-    )
-    .await;
+    let ramp = r#"{"ramp":{"from":"1/h","to":"2/h","over":"1h"}}"#;
+    let a = send(addr(admin), "DELETE", pause, &auth, ramp).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let answers = post_sendgrid_at_once(port, vec![SG_CLEAN.to_string(); 6]).await;
     let passed = answers.iter().filter(|a| a.status == 202).count();
@@ -630,8 +523,7 @@ async fn large_bodies_are_judged_off_the_worker_alongside_small_ones() {
     let sg = StandIn::start("sendgrid").await;
     let port = free_port();
     // One worker: large and small requests share it.
-    let cfg =
-        config(&[(port, sg.url(), "sendgrid", "")]).replace("[http]\n", "[http]\nworkers = 1\n");
+    let cfg = sendgrid_config_with_workers(1, port, &sg);
     let d = Daemon::start(&cfg, &[port]);
     let rows = "<p>Spring arrivals, in every size and colour.</p>\n".repeat(12_000);
     let large = |i: usize| {
@@ -663,31 +555,23 @@ async fn large_bodies_are_judged_off_the_worker_alongside_small_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quarantined_send_requests_are_kept_as_the_message_the_service_would_send() {
-    let sg = StandIn::start("sendgrid").await;
-    let pm = StandIn::start("postmark").await;
-    let ports = [free_port(), free_port()];
-    let cfg = config(&[
-        (ports[0], sg.url(), "sendgrid", ""),
-        (ports[1], pm.url(), "postmark", ""),
-    ]);
-    let mut d = Daemon::start(&cfg, &ports);
+    let ([sg, pm], ports, mut d) = start_routes(["sendgrid", "postmark"], "").await;
     std::fs::write(
         d.policies().join("zz-quarantine.toml"),
         "[placeholder]\naction = \"quarantine\"\n[quarantine]\nmax_messages = 2\n",
     )
     .unwrap();
     d.restart();
-    let json = [("content-type", "application/json")];
 
     let leak = SG_CLEAN.replace("Hello Anna,</p>", "Hello <FirstName>,</p>");
-    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    let a = post_sendgrid(ports[0], leak).await;
     assert_eq!(a.status, 422, "{} {}", a.text(), d.log());
     let pm_leak = PM_CLEAN.replace("Hello Anna</p>", "Hello {{ first_name }}</p>");
-    let a = send(addr(ports[1]), "POST", "/email", &json, pm_leak).await;
+    let a = post_json(ports[1], "/email", pm_leak).await;
     assert_eq!(a.status, 422, "{} {}", a.text(), d.log());
     // The quarantine is full now: the next one is refused temporarily, so the client keeps it.
     let leak = SG_CLEAN.replace("Hello Anna,</p>", "Dear <LastName>,</p>");
-    let a = send(addr(ports[0]), "POST", "/v3/mail/send", &json, leak).await;
+    let a = post_sendgrid(ports[0], leak).await;
     assert_eq!(a.status, 503, "{} {}", a.text(), d.log());
     assert!(a.header("retry-after").is_some());
     assert!(sg.requests().is_empty() && pm.requests().is_empty());

@@ -3,9 +3,7 @@
 #[path = "common/http_standin.rs"]
 mod http_standin;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use http_standin::StandIn;
+use http_standin::{answer, json_post, StandIn};
 use sendguard::http::{Dialect, HttpConfig, HttpProxy};
 use sendguard::{Guard, GuardConfig};
 
@@ -13,22 +11,8 @@ const PM: &str =
     r#"{"From":"news@shop.test","To":"anna@customer.test","Subject":"Hi","TextBody":"Hello"}"#;
 
 async fn post(p: &HttpProxy) -> (u16, String) {
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/email")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(PM.as_bytes())))
-        .unwrap();
-    let (parts, body) = p.handle(req).await.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    (
-        parts.status.as_u16(),
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    let a = answer(p.handle(json_post("/email", PM)).await).await;
+    (a.status, a.text())
 }
 
 #[tokio::test]

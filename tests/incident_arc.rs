@@ -129,6 +129,21 @@ impl Client {
 /// One message to send: (key, sender, recipient, content).
 type Job = (usize, String, String, Vec<u8>);
 
+/// Clean campaign messages from the campaign's sender to `rcpts`, keyed 0, 1, … in their order.
+fn clean_campaign_jobs<'a>(rcpts: impl Iterator<Item = &'a String>) -> Vec<Job> {
+    rcpts
+        .enumerate()
+        .map(|(k, r)| {
+            (
+                k,
+                "news@shop.test".into(),
+                r.clone(),
+                campaign_message(k, false),
+            )
+        })
+        .collect()
+}
+
 /// Sends every job over `conns` connections at once; returns each job's fate by key.
 async fn send_all(port: u16, jobs: Vec<Job>, conns: usize) -> HashMap<usize, Fate> {
     let jobs = Arc::new(jobs);
@@ -461,28 +476,13 @@ async fn leak_trip_report_audience_apology_ramp() {
     assert_eq!(upstream_count(&up), before + want.len());
 
     // 4. Resume on a ramp: 5/s growing to 20/s over 10 s.
+    let ramp = r#"{"ramp":{"from":"5/s","to":"20/s","over":"10s"}}"#;
     let r = api
-        .call(
-            Method::DELETE,
-            &format!("/v1/pauses/campaign/{CAMPAIGN}"),
-            Some(r#"{"ramp":{"from":"5/s","to":"20/s","over":"10s"}}"#),
-        )
+        .resume(&format!("/v1/pauses/campaign/{CAMPAIGN}"), ramp)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let started = Instant::now();
-    let burst: Vec<Job> = want
-        .iter()
-        .take(60)
-        .enumerate()
-        .map(|(k, r)| {
-            (
-                k,
-                "news@shop.test".into(),
-                r.clone(),
-                campaign_message(k, false),
-            )
-        })
-        .collect();
+    let burst = clean_campaign_jobs(want.iter().take(60));
     let fates = send_all(smtp, burst, 4).await;
     let elapsed = started.elapsed().as_secs_f64();
     let accepted = fates
@@ -507,20 +507,7 @@ async fn leak_trip_report_audience_apology_ramp() {
 
     // After `over` the ramp has ended: the campaign is back to normal.
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(started.elapsed())).await;
-    let after: Vec<Job> = want
-        .iter()
-        .skip(60)
-        .take(30)
-        .enumerate()
-        .map(|(k, r)| {
-            (
-                k,
-                "news@shop.test".into(),
-                r.clone(),
-                campaign_message(k, false),
-            )
-        })
-        .collect();
+    let after = clean_campaign_jobs(want.iter().skip(60).take(30));
     let fates = send_all(smtp, after, 4).await;
     assert!(
         fates.values().all(|f| f.reply().starts_with("250")),

@@ -1,15 +1,19 @@
 //! `sendguard incident …` and `sendguard quarantine …` against the admin handlers, served over
 //! loopback HTTP the way the admin router mounts them.
 
+#[path = "common/leaks.rs"]
+mod leaks;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use leaks::quarantined_leak;
 use sendguard::events::http::handle_events;
 use sendguard::incident::{http as incident_http, IncidentDesk};
 use sendguard::ledger::{Ledger, LedgerConfig, LedgerRecord, Outcome};
-use sendguard::model::{Action, Envelope, Location, Message, Refusal, Scope, Verdict};
+use sendguard::model::{Envelope, Message, Scope};
 use sendguard::monitor::{Monitor, MonitorPolicy};
 use sendguard::quarantine::{Quarantine, QuarantinePolicy, ReleaseTarget};
 use sendguard::{Guard, GuardConfig};
@@ -209,13 +213,7 @@ fn incident_and_quarantine_commands() {
     assert!(err.contains("no incident"), "{err}");
 
     // Quarantine.
-    let mut v = Verdict::pass();
-    v.refuse(Refusal::Placeholder {
-        rule: "placeholder.angle".into(),
-        token: "<FirstName>".into(),
-        location: Location::Subject,
-        action: Action::Quarantine,
-    });
+    let v = quarantined_leak();
     let msg = Message::new(&b"From: news@shop.test\r\nSubject: Hi <FirstName>\r\n\r\nbody\r\n"[..]);
     let env = Envelope::new("news@shop.test")
         .with_recipient("q@x.test")

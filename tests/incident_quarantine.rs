@@ -1,11 +1,15 @@
 //! The quarantine: keep refused messages under a size cap (refusing, not evicting, when full),
 //! list / show / drop, and release to a maildir or an SMTP upstream with ledger records.
 
+#[path = "common/leaks.rs"]
+mod leaks;
+
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use leaks::quarantined_leak;
 use sendguard::ledger::{Ledger, LedgerConfig, Outcome};
-use sendguard::model::{Action, Envelope, Location, Message, Refusal, Verdict};
+use sendguard::model::{Envelope, Message, Refusal};
 use sendguard::quarantine::{
     handle, Quarantine, QuarantineError, QuarantinePolicy, ReleaseTarget, Upstream,
 };
@@ -18,17 +22,6 @@ fn message(n: usize) -> Message {
     Message::new(format!(
         "From: news@shop.test\r\nTo: a@x.test\r\nSubject: Hello <FirstName> {n}\r\nX-Campaign-ID: spring\r\n\r\nHi <FirstName>\r\n"
     ).into_bytes())
-}
-
-fn refused() -> Verdict {
-    let mut v = Verdict::pass();
-    v.refuse(Refusal::Placeholder {
-        rule: "placeholder.angle".into(),
-        token: "<FirstName>".into(),
-        location: Location::Subject,
-        action: Action::Quarantine,
-    });
-    v
 }
 
 fn envelope() -> Envelope {
@@ -53,14 +46,14 @@ fn store_list_cap_drop() {
     let mut ids = Vec::new();
     for n in 1..=3 {
         ids.push(
-            q.store(&envelope(), &message(n), &refused(), "smtp")
+            q.store(&envelope(), &message(n), &quarantined_leak(), "smtp")
                 .unwrap()
                 .id,
         );
         std::thread::sleep(Duration::from_millis(2));
     }
     // Full: the fourth is refused (the caller tempfails), nothing kept is evicted.
-    match q.store(&envelope(), &message(4), &refused(), "smtp") {
+    match q.store(&envelope(), &message(4), &quarantined_leak(), "smtp") {
         Err(QuarantineError::Full { count, .. }) => assert_eq!(count, 3),
         other => panic!("{other:?}"),
     }
@@ -79,7 +72,7 @@ fn store_list_cap_drop() {
         Err(QuarantineError::NotFound(_))
     ));
     // Room again.
-    q.store(&envelope(), &message(5), &refused(), "smtp")
+    q.store(&envelope(), &message(5), &quarantined_leak(), "smtp")
         .unwrap();
     let q2 = Quarantine::open(
         dir.path(),
@@ -90,7 +83,7 @@ fn store_list_cap_drop() {
     )
     .unwrap();
     assert!(matches!(
-        q2.store(&envelope(), &message(6), &refused(), "smtp"),
+        q2.store(&envelope(), &message(6), &quarantined_leak(), "smtp"),
         Err(QuarantineError::Full { .. })
     ));
 }
@@ -103,7 +96,7 @@ async fn release_to_maildir_skips_suppressed_and_records_in_the_ledger() {
     let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
     let q = Arc::new(Quarantine::open(dir.path(), QuarantinePolicy::default()).unwrap());
     let id = q
-        .store(&envelope(), &message(1), &refused(), "smtp")
+        .store(&envelope(), &message(1), &quarantined_leak(), "smtp")
         .unwrap()
         .id;
     let outbox = dir.path().join("outbox");
@@ -226,7 +219,7 @@ async fn release_over_smtp_with_lettre() {
     let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
     let q = Quarantine::open(dir.path(), QuarantinePolicy::default()).unwrap();
     let id = q
-        .store(&envelope(), &message(7), &refused(), "smtp")
+        .store(&envelope(), &message(7), &quarantined_leak(), "smtp")
         .unwrap()
         .id;
     let (port, sink) = smtp_sink().await;
@@ -259,7 +252,7 @@ async fn release_over_smtp_with_lettre() {
 
     // Nobody listening: the release fails and the message stays.
     let id = q
-        .store(&envelope(), &message(8), &refused(), "smtp")
+        .store(&envelope(), &message(8), &quarantined_leak(), "smtp")
         .unwrap()
         .id;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

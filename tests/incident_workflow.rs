@@ -2,25 +2,19 @@
 //! exactly what was relayed, the audience leaves out the suppressed, the timeline keeps
 //! pauses, resumes and notes, and the admin handlers answer with the same numbers.
 
+#[path = "common/leaks.rs"]
+mod leaks;
+
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use leaks::leak;
 use sendguard::incident::{http as incident_http, render_html, render_text, IncidentDesk};
 use sendguard::ledger::{Ledger, LedgerConfig, LedgerRecord, Outcome};
-use sendguard::model::{Action, Envelope, Finding, Location, Refusal, Scope, Severity};
+use sendguard::model::{Envelope, Refusal, Scope};
 use sendguard::{Guard, GuardConfig};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-fn leak() -> Finding {
-    Finding {
-        rule: "placeholder.angle".into(),
-        location: Location::Subject,
-        token: "<FirstName>".into(),
-        detail: "unrendered merge tag".into(),
-        severity: Severity::High,
-        action: Action::Log,
-    }
-}
 
 /// 1,000 recipients: 100 suppressed at send time, 900 relayed (50 of them answered 550 by the
 /// upstream), across three domains and two tenants.
@@ -52,13 +46,19 @@ async fn synthetic_campaign(ledger: &Ledger) {
     ledger.flush().await.unwrap();
 }
 
+/// An in-memory guard, a ledger in `dir` holding [`synthetic_campaign`], and a desk over both.
+async fn desk_over_synthetic_campaign(dir: &Path) -> (Guard, Ledger, IncidentDesk) {
+    let guard = Guard::open(GuardConfig::in_memory()).unwrap();
+    let ledger = Ledger::open(dir, LedgerConfig::default()).unwrap();
+    synthetic_campaign(&ledger).await;
+    let desk = IncidentDesk::new(guard.clone(), ledger.clone());
+    (guard, ledger, desk)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_report_audience_close() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = Guard::open(GuardConfig::in_memory()).unwrap();
-    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
-    synthetic_campaign(&ledger).await;
-    let desk = IncidentDesk::new(guard.clone(), ledger.clone());
+    let (guard, ledger, desk) = desk_over_synthetic_campaign(dir.path()).await;
     let follower = tokio::spawn(desk.clone().follow(guard.subscribe()));
 
     let inc = {
@@ -176,103 +176,56 @@ async fn call(desk: &IncidentDesk, method: Method, uri: &str, body: &str) -> (St
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
+/// [`call`] with GET and no body.
+async fn get(desk: &IncidentDesk, uri: &str) -> (StatusCode, Bytes) {
+    call(desk, Method::GET, uri, "").await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = Guard::open(GuardConfig::in_memory()).unwrap();
-    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).unwrap();
-    synthetic_campaign(&ledger).await;
-    let desk = IncidentDesk::new(guard.clone(), ledger.clone());
+    let (_guard, ledger, desk) = desk_over_synthetic_campaign(dir.path()).await;
 
-    let (s, b) = call(
-        &desk,
-        Method::POST,
-        "/v1/incidents",
-        r#"{"campaign":"spring-leak","reason":"leak"}"#,
-    )
-    .await;
+    let open = r#"{"campaign":"spring-leak","reason":"leak"}"#;
+    let (s, b) = call(&desk, Method::POST, "/v1/incidents", open).await;
     assert_eq!(s, StatusCode::OK, "{b:?}");
     let inc: serde_json::Value = serde_json::from_slice(&b).unwrap();
     let id = inc["id"].as_str().unwrap().to_string();
-    let (s, b) = call(
-        &desk,
-        Method::POST,
-        "/v1/incidents",
-        r#"{"campaign":"spring-leak","reason":"again"}"#,
-    )
-    .await;
+    let again = r#"{"campaign":"spring-leak","reason":"again"}"#;
+    let (s, b) = call(&desk, Method::POST, "/v1/incidents", again).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(String::from_utf8_lossy(&b).contains(&id));
 
-    let (s, b) = call(
-        &desk,
-        Method::GET,
-        &format!("/v1/incidents/{id}/report"),
-        "",
-    )
-    .await;
+    let (s, b) = get(&desk, &format!("/v1/incidents/{id}/report")).await;
     assert_eq!(s, StatusCode::OK);
     let r: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(r["campaign"]["relayed_recipients"], 850);
     assert_eq!(r["audience"], 850);
 
-    let (s, b) = call(
-        &desk,
-        Method::GET,
-        &format!("/v1/incidents/{id}/report?format=html"),
-        "",
-    )
-    .await;
+    let (s, b) = get(&desk, &format!("/v1/incidents/{id}/report?format=html")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&b).starts_with("<!DOCTYPE html>"));
 
-    let (s, b) = call(
-        &desk,
-        Method::GET,
-        &format!("/v1/incidents/{id}/audience"),
-        "",
-    )
-    .await;
+    let (s, b) = get(&desk, &format!("/v1/incidents/{id}/audience")).await;
     assert_eq!(s, StatusCode::OK);
     let csv = String::from_utf8(b.to_vec()).unwrap();
     assert_eq!(csv.lines().count(), 851);
     assert_eq!(csv.lines().next(), Some("recipient"));
 
-    let (s, _) = call(
-        &desk,
-        Method::POST,
-        &format!("/v1/incidents/{id}/notes"),
-        r#"{"text":"hi"}"#,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _) = call(
-        &desk,
-        Method::POST,
-        &format!("/v1/incidents/{id}/notes"),
-        r#"{"txt":"hi"}"#,
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = call(
-        &desk,
-        Method::POST,
-        &format!("/v1/incidents/{id}/close"),
-        "",
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _) = call(
-        &desk,
-        Method::POST,
-        &format!("/v1/incidents/{id}/close"),
-        "",
-    )
-    .await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    let (s, _) = call(&desk, Method::GET, "/v1/incidents/INC-nope", "").await;
+    let notes = format!("/v1/incidents/{id}/notes");
+    let close = format!("/v1/incidents/{id}/close");
+    for (uri, body, want) in [
+        (&notes, r#"{"text":"hi"}"#, StatusCode::OK),
+        (&notes, r#"{"txt":"hi"}"#, StatusCode::BAD_REQUEST),
+        (&close, "", StatusCode::OK),
+        (&close, "", StatusCode::CONFLICT),
+    ] {
+        let (s, _) = call(&desk, Method::POST, uri, body).await;
+        assert_eq!(s, want, "POST {uri} {body}");
+    }
+    let (s, _) = get(&desk, "/v1/incidents/INC-nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, b) = call(&desk, Method::GET, "/v1/incidents", "").await;
+    let (s, b) = get(&desk, "/v1/incidents").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&b)

@@ -1,19 +1,12 @@
 //! Campaign reports from a synthetic ledger: exact counts by outcome, domain, tenant and time.
 
-use sendguard::ledger::{Ledger, LedgerConfig, LedgerRecord, Outcome};
-use sendguard::model::{Action, Envelope, Finding, Location, Refusal, Severity};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "common/leaks.rs"]
+mod leaks;
 
-fn leak() -> Finding {
-    Finding {
-        rule: "placeholder.angle".into(),
-        location: Location::Subject,
-        token: "<FirstName>".into(),
-        detail: "unrendered merge tag".into(),
-        severity: Severity::High,
-        action: Action::Log,
-    }
-}
+use leaks::leak;
+use sendguard::ledger::{Ledger, LedgerConfig, LedgerRecord, Outcome};
+use sendguard::model::{Envelope, Refusal};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[tokio::test]
 async fn report_counts_exactly() {

@@ -12,10 +12,8 @@ mod admin_common;
 mod common;
 mod ops_common;
 
-use admin_common::{Api, TOKEN};
-use common::{free_port, Daemon};
 use hyper::Method;
-use ops_common::{campaign_message, config, ms_between, Client, Sent, TimedUpstream};
+use ops_common::{campaign_message, ms_between, start_daemon, Client, Sent};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,18 +35,6 @@ const TIME_BUDGET: Duration = Duration::from_secs(40);
 const REFUSALS_TO_STOP: usize = 3;
 const FROM: &str = "news@shop.example";
 const TO: &str = "reader@example.org";
-
-async fn start() -> (Daemon, TimedUpstream, u16, Api) {
-    let up = TimedUpstream::start().await;
-    let (smtp, admin) = (free_port(), free_port());
-    let cfg = config(smtp, admin, &up.url());
-    let d = tokio::task::spawn_blocking(move || {
-        Daemon::start_with_env(&cfg, &[smtp, admin], &[("SENDGUARD_ADMIN_TOKEN", TOKEN)])
-    })
-    .await
-    .expect("daemon start");
-    (d, up, smtp, Api::new(admin))
-}
 
 struct Shared {
     campaign: String,
@@ -110,7 +96,7 @@ struct Round {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_message_of_a_paused_campaign_reaches_the_upstream_after_the_pause_returns() {
-    let (d, up, smtp, api) = start().await;
+    let (d, up, smtp, api) = start_daemon().await;
     let campaign = "race-campaign";
     let path = format!("/v1/pauses/campaign/{campaign}");
     let started = Instant::now();
@@ -322,7 +308,7 @@ async fn no_message_of_a_paused_campaign_reaches_the_upstream_after_the_pause_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_placeholder_leaks_pause_the_campaign() {
-    let (d, up, smtp, api) = start().await;
+    let (d, up, smtp, api) = start_daemon().await;
     let mut c = Client::connect(smtp).await;
     let pauses_of = |v: serde_json::Value| -> Vec<serde_json::Value> {
         v["pauses"]

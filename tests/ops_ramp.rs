@@ -14,10 +14,8 @@ mod admin_common;
 mod common;
 mod ops_common;
 
-use admin_common::{Api, TOKEN};
-use common::{free_port, Daemon};
 use hyper::Method;
-use ops_common::{campaign_message, config, Client, Sent, TimedUpstream};
+use ops_common::{campaign_message, start_daemon, Client, Sent};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,15 +66,7 @@ async fn sender(port: u16, seq: Arc<AtomicU64>, until: Instant) -> Vec<Sent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resumed_campaign_follows_the_ramp_schedule() {
-    let up = TimedUpstream::start().await;
-    let (smtp, admin) = (free_port(), free_port());
-    let cfg = config(smtp, admin, &up.url());
-    let d = tokio::task::spawn_blocking(move || {
-        Daemon::start_with_env(&cfg, &[smtp, admin], &[("SENDGUARD_ADMIN_TOKEN", TOKEN)])
-    })
-    .await
-    .expect("daemon start");
-    let api = Api::new(admin);
+    let (d, up, smtp, api) = start_daemon().await;
     let path = format!("/v1/pauses/campaign/{CAMPAIGN}");
 
     let a = api

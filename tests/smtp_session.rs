@@ -56,6 +56,18 @@ impl Client {
         r
     }
 
+    /// `MAIL FROM:<a@sender.test>` and `RCPT TO:<b@rcpt.test>`, both accepted with a 250.
+    async fn envelope(&mut self) {
+        self.expect("MAIL FROM:<a@sender.test>", "250").await;
+        self.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    }
+
+    /// `EHLO client.test`, accepted, then [`Client::envelope`].
+    async fn ehlo_and_envelope(&mut self) {
+        self.expect("EHLO client.test", "250").await;
+        self.envelope().await;
+    }
+
     /// Sends a whole message (already dot-stuffed wire form ending in CRLF.CRLF) after DATA.
     async fn data(&mut self, wire: &[u8]) -> String {
         self.expect("DATA", "354").await;
@@ -118,14 +130,45 @@ fn config(upstream: &str) -> SmtpConfig {
     }
 }
 
+/// [`config`] delivering into the maildir `out` inside `dir`.
+fn maildir_config(dir: &tempfile::TempDir) -> SmtpConfig {
+    config(&format!("maildir:{}", dir.path().join("out").display()))
+}
+
+/// The one user of the AUTH tests, as the `users` key of an auth table.
+const TENANT_A: &str = "users = [{user = \"tenant-a\", password = \"pw\"}]";
+
+/// [`maildir_config`] with this auth table (TOML).
+fn maildir_config_with_auth(dir: &tempfile::TempDir, auth: &str) -> SmtpConfig {
+    SmtpConfig {
+        auth: Some(toml::from_str(auth).unwrap()),
+        ..maildir_config(dir)
+    }
+}
+
 async fn start(upstream: &str) -> Setup {
     start_config(config(upstream)).await
+}
+
+/// Starts a stand-in upstream following `script` and a session in front of it.
+async fn start_behind(script: Script) -> (Upstream, Setup) {
+    let up = Upstream::start(script).await;
+    let s = start(&up.url()).await;
+    (up, s)
 }
 
 async fn start_config(c: SmtpConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let guard = Guard::open(GuardConfig::in_memory()).expect("guard");
     start_with(c, guard, dir).await
+}
+
+/// An upstream script that refuses `nobody@rcpt.test` and accepts everyone else.
+fn refusing_nobody() -> Script {
+    Script {
+        refuse_rcpt: vec!["nobody@rcpt.test".into()],
+        ..Script::default()
+    }
 }
 
 const MSG: &[u8] = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hello\r\nX-Campaign-ID: spring\r\n\r\nHi there.\r\n";
@@ -138,8 +181,7 @@ fn wire(msg: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn dialogue_basics() {
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (_up, mut s) = start_behind(Script::default()).await;
     let c = &mut s.client;
     c.expect("MAIL FROM:<a@sender.test>", "503 5.5.1").await;
     let ehlo = c.expect("EHLO client.test", "250-proxy.test").await;
@@ -175,12 +217,7 @@ async fn dialogue_basics() {
 
 #[tokio::test]
 async fn relays_and_reports_the_upstream_answers() {
-    let up = Upstream::start(Script {
-        refuse_rcpt: vec!["nobody@rcpt.test".into()],
-        ..Script::default()
-    })
-    .await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(refusing_nobody()).await;
     let c = &mut s.client;
     c.expect("EHLO client.test", "250").await;
     c.expect("MAIL FROM:<a@sender.test> BODY=8BITMIME", "250 2.1.0")
@@ -200,12 +237,7 @@ async fn relays_and_reports_the_upstream_answers() {
 
 #[tokio::test]
 async fn pipelined_transactions_get_replies_in_order() {
-    let up = Upstream::start(Script {
-        refuse_rcpt: vec!["nobody@rcpt.test".into()],
-        ..Script::default()
-    })
-    .await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(refusing_nobody()).await;
     let c = &mut s.client;
     c.expect("EHLO client.test", "250").await;
     c.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@rcpt.test>\r\nRCPT TO:<nobody@rcpt.test>\r\nRCPT TO:<x@example.invalid>\r\nRCPT TO:<c@rcpt.test>\r\nDATA\r\n").await;
@@ -240,8 +272,7 @@ async fn pipelined_transactions_get_replies_in_order() {
 
 #[tokio::test]
 async fn suppressed_recipient_is_refused_and_not_relayed() {
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(Script::default()).await;
     s.guard.suppress("gone@rcpt.test", "test").unwrap();
     let c = &mut s.client;
     c.expect("EHLO client.test", "250").await;
@@ -258,8 +289,7 @@ async fn suppressed_recipient_is_refused_and_not_relayed() {
 
 #[tokio::test]
 async fn pauses_at_mail_and_at_end_of_data() {
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(Script::default()).await;
     s.guard
         .pause(
             Scope::Sender("a@sender.test".into()),
@@ -307,12 +337,9 @@ async fn pauses_at_mail_and_at_end_of_data() {
 #[tokio::test]
 async fn kill_switch_between_check_and_relay() {
     // A pause that lands while the message is being received stops it at admit().
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(Script::default()).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     c.expect("DATA", "354").await;
     c.send(&wire(MSG)[..20]).await;
     s.guard
@@ -329,19 +356,15 @@ async fn kill_switch_between_check_and_relay() {
 
 #[tokio::test]
 async fn placeholder_leak_is_refused_with_its_token() {
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (up, mut s) = start_behind(Script::default()).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     let msg = b"From: a@sender.test\r\nSubject: Hello {{first_name}}\r\n\r\nHi.\r\n";
     let r = c.data(&wire(msg)).await;
     assert!(r.starts_with("554 5.6.0 "), "{r}");
     assert!(r.contains("placeholder {{first_name}} in subject"), "{r}");
     // The session goes on.
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.envelope().await;
     assert!(c.data(&wire(MSG)).await.starts_with("250"));
     let got = up.wait_for(1).await;
     assert_eq!(got.len(), 1);
@@ -358,8 +381,7 @@ async fn size_limits() {
     c.expect("EHLO client.test", "250").await;
     c.expect("MAIL FROM:<a@sender.test> SIZE=1000", "552 5.3.4")
         .await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.envelope().await;
     let big = vec![b'x'; 300];
     let mut msg = b"Subject: big\r\n\r\n".to_vec();
     msg.extend_from_slice(&big);
@@ -373,7 +395,7 @@ async fn size_limits() {
 #[tokio::test]
 async fn recipient_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&format!("maildir:{}", dir.path().join("out").display()));
+    let mut c = maildir_config(&dir);
     c.max_recipients = 100;
     let mut s = start_config(c).await;
     let c = &mut s.client;
@@ -393,13 +415,11 @@ async fn recipient_limit() {
 #[tokio::test]
 async fn bare_line_endings_can_be_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&format!("maildir:{}", dir.path().join("out").display()));
+    let mut c = maildir_config(&dir);
     c.bare_lf = sendguard::smtp::BareLineEnding::Reject;
     let mut s = start_config(c).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     let r = c
         .data(b"Subject: x\r\n\r\nline\n.\nMAIL FROM:<evil@x.test>\r\n.\r\n")
         .await;
@@ -425,6 +445,15 @@ async fn maildir_gets_the_exact_bytes() {
     assert_eq!(got, msg);
 }
 
+/// Starts a stand-in upstream following `script` and a session in front of it, and sends `MSG`
+/// in the default envelope: the upstream, the session and the reply to the message data.
+async fn relay_msg_through(script: Script) -> (Upstream, Setup, String) {
+    let (up, mut s) = start_behind(script).await;
+    s.client.ehlo_and_envelope().await;
+    let reply = s.client.data(&wire(MSG)).await;
+    (up, s, reply)
+}
+
 #[tokio::test]
 async fn upstream_failures_never_yield_250() {
     // Unreachable.
@@ -438,47 +467,30 @@ async fn upstream_failures_never_yield_250() {
     c.expect("MAIL FROM:<a@sender.test>", "451 4.4.1").await;
 
     // 4xx at DATA.
-    let up = Upstream::start(Script {
+    let (_up, _s, r) = relay_msg_through(Script {
         data_command_reply: Some("451 4.3.0 queue full".into()),
         ..Script::default()
     })
     .await;
-    let mut s = start(&up.url()).await;
-    let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
-    let r = c.data(&wire(MSG)).await;
     assert!(r.starts_with("451 4.3.0 queue full"), "{r}");
 
     // Closing mid-DATA.
-    let up = Upstream::start(Script {
+    let (_up, mut s, r) = relay_msg_through(Script {
         close_mid_data: true,
         ..Script::default()
     })
     .await;
-    let mut s = start(&up.url()).await;
-    let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
-    let r = c.data(&wire(MSG)).await;
     assert!(r.starts_with("451 4.4.2"), "{r}");
     // The next transaction opens a new upstream connection.
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
+    s.client.expect("MAIL FROM:<a@sender.test>", "250").await;
 
     // 5xx after the data is relayed as is.
-    let up = Upstream::start(Script {
+    let (_up, _s, r) = relay_msg_through(Script {
         final_reply: Some("554 5.7.1 spam".into()),
         ..Script::default()
     })
     .await;
-    let mut s = start(&up.url()).await;
-    let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
-    assert!(c.data(&wire(MSG)).await.starts_with("554 5.7.1 spam"));
+    assert!(r.starts_with("554 5.7.1 spam"), "{r}");
 
     // Slow.
     let up = Upstream::start(Script {
@@ -494,19 +506,14 @@ async fn upstream_failures_never_yield_250() {
     c.expect("MAIL FROM:<a@sender.test>", "451 4.4.1").await;
 
     // Upstream 421 on a command.
-    let up = Upstream::start(Script {
+    let (_up, mut s, r) = relay_msg_through(Script {
         refuse_rcpt: vec![],
         data_command_reply: Some("421 4.3.2 going down".into()),
         ..Script::default()
     })
     .await;
-    let mut s = start(&up.url()).await;
-    let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
-    assert!(c.data(&wire(MSG)).await.starts_with("451 4.4.2"));
-    c.expect("NOOP", "250").await;
+    assert!(r.starts_with("451 4.4.2"), "{r}");
+    s.client.expect("NOOP", "250").await;
 }
 
 #[tokio::test]
@@ -521,9 +528,7 @@ async fn shutdown_closes_idle_sessions_and_drains_busy_ones() {
 
     let mut busy = start(&up.url()).await;
     let c = &mut busy.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     c.expect("DATA", "354").await;
     let w = wire(MSG);
     c.send(&w[..10]).await;
@@ -541,14 +546,8 @@ async fn shutdown_closes_idle_sessions_and_drains_busy_ones() {
 #[tokio::test]
 async fn auth_plain_and_login() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&format!("maildir:{}", dir.path().join("out").display()));
-    c.auth = Some(
-        toml::from_str(
-            "required = true\nallow_plaintext = true\nusers = [{user = \"tenant-a\", password = \"pw\"}]",
-        )
-        .unwrap(),
-    );
-    let mut s = start_config(c).await;
+    let auth = format!("required = true\nallow_plaintext = true\n{TENANT_A}");
+    let mut s = start_config(maildir_config_with_auth(&dir, &auth)).await;
     let c = &mut s.client;
     let ehlo = c.expect("EHLO client.test", "250").await;
     assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
@@ -561,11 +560,7 @@ async fn auth_plain_and_login() {
     c.expect("QUIT", "221").await;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&format!("maildir:{}", dir.path().join("out").display()));
-    cfg.auth = Some(
-        toml::from_str("required = true\nusers = [{user = \"tenant-a\", password = \"pw\"}]")
-            .unwrap(),
-    );
+    let mut cfg = maildir_config_with_auth(&dir, &format!("required = true\n{TENANT_A}"));
     let mut s = start_config(cfg.clone()).await;
     let c = &mut s.client;
     let ehlo = c.expect("EHLO client.test", "250").await;
@@ -587,14 +582,8 @@ async fn auth_plain_and_login() {
 #[tokio::test]
 async fn tenant_pause_applies_to_the_authenticated_user() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(&format!("maildir:{}", dir.path().join("out").display()));
-    c.auth = Some(
-        toml::from_str(
-            "allow_plaintext = true\nusers = [{user = \"tenant-a\", password = \"pw\"}]",
-        )
-        .unwrap(),
-    );
-    let mut s = start_config(c).await;
+    let auth = format!("allow_plaintext = true\n{TENANT_A}");
+    let mut s = start_config(maildir_config_with_auth(&dir, &auth)).await;
     s.guard
         .pause(Scope::Tenant("tenant-a".into()), "billing", "test", None)
         .unwrap();
@@ -656,9 +645,7 @@ async fn placeholder_actions_choose_the_reply() {
     let up = Upstream::start(Script::default()).await;
     let mut s = start_with_policy("[placeholder]\naction = \"tempfail\"\n", &up.url()).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     let r = c.data(&wire(leak)).await;
     assert!(
         r.starts_with("451 4.6.0 message contains unrendered placeholder %%FirstName%%"),
@@ -667,17 +654,13 @@ async fn placeholder_actions_choose_the_reply() {
 
     let mut s = start_with_policy("[placeholder]\naction = \"quarantine\"\n", &up.url()).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     assert!(c.data(&wire(leak)).await.starts_with("554 5.6.0"));
 
     // Shadow mode: the finding is logged, the message passes.
     let mut s = start_with_policy("[placeholder]\naction = \"log\"\n", &up.url()).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     assert!(c.data(&wire(leak)).await.starts_with("250"));
     assert_eq!(up.wait_for(1).await[0].content(), leak);
 }
@@ -698,9 +681,7 @@ async fn idle_upstream_connections_serve_the_next_session() {
             buf: Vec::new(),
         };
         assert!(c.reply().await.starts_with("220"));
-        c.expect("EHLO client.test", "250").await;
-        c.expect("MAIL FROM:<a@sender.test>", "250").await;
-        c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+        c.ehlo_and_envelope().await;
         if round == 1 {
             // Abandon the transaction: the upstream's side is reset before reuse.
             c.expect("QUIT", "221").await;
@@ -719,7 +700,7 @@ async fn idle_upstream_connections_serve_the_next_session() {
 #[tokio::test]
 async fn server_caps_connections_and_drains_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&format!("maildir:{}", dir.path().join("out").display()));
+    let mut cfg = maildir_config(&dir);
     cfg.max_connections = 1;
     let guard = Guard::open(GuardConfig::in_memory()).expect("guard");
     let service = SmtpService::new(cfg, guard).expect("service");
@@ -755,8 +736,7 @@ async fn server_caps_connections_and_drains_on_shutdown() {
 
 #[tokio::test]
 async fn resumed_campaign_over_its_ramp_is_rate_limited() {
-    let up = Upstream::start(Script::default()).await;
-    let mut s = start(&up.url()).await;
+    let (_up, mut s) = start_behind(Script::default()).await;
     let scope = Scope::Campaign("spring".into());
     s.guard
         .pause(scope.clone(), "fixing", "test", None)
@@ -768,8 +748,7 @@ async fn resumed_campaign_over_its_ramp_is_rate_limited() {
     c.expect("EHLO client.test", "250").await;
     let mut replies = Vec::new();
     for _ in 0..3 {
-        c.expect("MAIL FROM:<a@sender.test>", "250").await;
-        c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+        c.envelope().await;
         replies.push(c.data(&wire(MSG)).await);
     }
     let limited: Vec<_> = replies
@@ -790,9 +769,7 @@ async fn optional_trace_header_leads_the_relayed_message() {
     cfg.trace_header = true;
     let mut s = start_config(cfg).await;
     let c = &mut s.client;
-    c.expect("EHLO client.test", "250").await;
-    c.expect("MAIL FROM:<a@sender.test>", "250").await;
-    c.expect("RCPT TO:<b@rcpt.test>", "250").await;
+    c.ehlo_and_envelope().await;
     let msg = b".starts with a dot\r\nSubject: x\r\n\r\nx\r\n";
     assert!(c.data(&wire(msg)).await.starts_with("250"));
     let got = up.wait_for(1).await;

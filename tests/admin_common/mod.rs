@@ -112,6 +112,12 @@ impl Api {
         .await
     }
 
+    /// DELETE of a pause (`/v1/pauses/…`) with this resume body (e.g. a ramp), with the right
+    /// token.
+    pub async fn resume(&self, pause: &str, body: &str) -> Answer {
+        self.call(Method::DELETE, pause, Some(body)).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }

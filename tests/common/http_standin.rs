@@ -161,11 +161,7 @@ where
         let (s, r) = (s.clone(), r.clone());
         async move {
             let (parts, body) = req.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(body).await;
             s.lock().unwrap().push(Recorded {
                 method: parts.method.to_string(),
                 path: parts
@@ -251,15 +247,33 @@ pub async fn send(
         .await
         .expect("proxy answered in time")
         .expect("proxy answered");
+    answer(resp).await
+}
+
+/// A POST of the JSON `body` to `path`, to hand to a proxy in-process.
+pub fn json_post(path: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+/// A response as a client sees it (an unreadable body counts as empty).
+pub async fn answer<B: hyper::body::Body>(resp: Response<B>) -> Answer {
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
     Answer {
         status: parts.status.as_u16(),
         headers: parts.headers,
-        body,
+        body: body_bytes(body).await,
     }
+}
+
+/// The whole body, or nothing when it cannot be read.
+async fn body_bytes<B: hyper::body::Body>(body: B) -> Bytes {
+    body.collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
 }

@@ -6,6 +6,8 @@
 #[path = "../common/smtp_wire.rs"]
 mod smtp_wire;
 
+use crate::admin_common::{Api, TOKEN};
+use crate::common::{free_port, Daemon};
 use smtp_wire::Wire;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -302,6 +304,20 @@ pub fn config(smtp: u16, admin: u16, upstream: &str) -> String {
         "[smtp]\nlisten = \"127.0.0.1:{smtp}\"\nhostname = \"proxy.test\"\nupstream = \"{upstream}\"\n\
          [admin]\nlisten = \"127.0.0.1:{admin}\"\n"
     )
+}
+
+/// Starts a [`TimedUpstream`] and a daemon relaying to it with the admin API on its own port
+/// (token [`TOKEN`]): the daemon, the upstream, the daemon's SMTP port and an admin API client.
+pub async fn start_daemon() -> (Daemon, TimedUpstream, u16, Api) {
+    let up = TimedUpstream::start().await;
+    let (smtp, admin) = (free_port(), free_port());
+    let cfg = config(smtp, admin, &up.url());
+    let d = tokio::task::spawn_blocking(move || {
+        Daemon::start_with_env(&cfg, &[smtp, admin], &[("SENDGUARD_ADMIN_TOKEN", TOKEN)])
+    })
+    .await
+    .expect("daemon start");
+    (d, up, smtp, Api::new(admin))
 }
 
 /// Milliseconds, signed, from `from` to `to`.
