@@ -5,7 +5,10 @@
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use sendguard::ledger::{Ledger, LedgerConfig, LedgerRecord, Outcome};
-use sendguard::model::{Action, Envelope, Finding, Location, Severity};
+use sendguard::model::Envelope;
+
+#[path = "../tests/common/leaks.rs"]
+mod leaks;
 
 fn main() {
     divan::main();
@@ -17,14 +20,7 @@ fn records(n: usize, findings: bool) -> Vec<LedgerRecord> {
     let env = Envelope::new("news@shop.test")
         .with_campaign("spring-2026")
         .with_tenant("acme");
-    let f = Finding {
-        rule: "placeholder.angle".into(),
-        location: Location::Subject,
-        token: "<FirstName>".into(),
-        detail: "unrendered merge tag".into(),
-        severity: Severity::High,
-        action: Action::Log,
-    };
+    let f = leaks::leak();
     (0..n)
         .map(|i| {
             let mut r = LedgerRecord::new(

@@ -1,4 +1,5 @@
-//! The `<FirstName>` leak in a subject that the ledger, incident and quarantine tests share: as a
+//! The `<FirstName>` leak in a subject that the ledger, incident and quarantine tests (and the
+//! ledger bench) share: as a
 //! logged finding and as a verdict that refuses the message into the quarantine.
 #![allow(dead_code)]
 
