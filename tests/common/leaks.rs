@@ -1,6 +1,6 @@
 //! The `<FirstName>` leak in a subject that the ledger, incident and quarantine tests (and the
-//! ledger bench) share: as a
-//! logged finding and as a verdict that refuses the message into the quarantine.
+//! ledger bench) share: as a logged finding and as a verdict that refuses the message into the
+//! quarantine.
 #![allow(dead_code)]
 
 use sendguard::model::{Action, Finding, Location, Refusal, Severity, Verdict};
