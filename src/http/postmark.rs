@@ -57,10 +57,6 @@ struct Header {
     value: String,
 }
 
-fn malformed(e: serde_json::Error) -> Reject {
-    Reject::Malformed(format!("invalid email body: {e}"))
-}
-
 /// The Postmark send endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -122,13 +118,13 @@ fn model_texts(v: &Value, out: &mut Vec<String>) {
 pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
     let ep = endpoint(req);
     let emails: Vec<Email<'a>> = match ep {
-        Endpoint::Batch => serde_json::from_slice(req.body).map_err(malformed)?,
+        Endpoint::Batch => req.json("email")?,
         Endpoint::TemplateBatch => {
-            let b: TemplateBatch<'a> = serde_json::from_slice(req.body).map_err(malformed)?;
+            let b: TemplateBatch<'a> = req.json("email")?;
             b.messages
         }
         Endpoint::Single | Endpoint::Template => {
-            vec![serde_json::from_slice(req.body).map_err(malformed)?]
+            vec![req.json("email")?]
         }
     };
     if emails.is_empty() {
@@ -299,7 +295,7 @@ fn strip_one(msg: &mut Value, suppressed: &HashSet<String>) -> Result<(usize, us
 /// Removes suppressed recipients from `To`, `Cc` and `Bcc`; in a batch, a message left with no
 /// recipient is dropped.
 pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Stripped, Reject> {
-    let mut v: Value = serde_json::from_slice(req.body).map_err(malformed)?;
+    let mut v: Value = req.json("email")?;
     let ep = endpoint(req);
     let (removed, remaining) = if ep.batch() {
         let list = if ep == Endpoint::TemplateBatch {

@@ -84,13 +84,9 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
-fn malformed(e: serde_json::Error) -> Reject {
-    Reject::Malformed(format!("invalid mail/send body: {e}"))
-}
-
 /// Translates a mail/send request: one unit per personalization.
 pub(crate) fn parse<'a>(req: &Req<'a>) -> Result<Vec<Unit<'a>>, Reject> {
-    let mail: Mail<'a> = serde_json::from_slice(req.body).map_err(malformed)?;
+    let mail: Mail<'a> = req.json("mail/send")?;
     if mail.personalizations.is_empty() {
         return Err(Reject::Malformed(
             "invalid mail/send body: personalizations is empty".into(),
@@ -259,7 +255,7 @@ fn push_part<'a>(unit: &mut Unit<'a>, kind: &str, value: Text<'a>) {
 /// Removes suppressed recipients from every personalization; a personalization left with no
 /// recipient at all is dropped.
 pub(crate) fn strip(req: &Req<'_>, suppressed: &HashSet<String>) -> Result<Stripped, Reject> {
-    let mut v: Value = serde_json::from_slice(req.body).map_err(malformed)?;
+    let mut v: Value = req.json("mail/send")?;
     let mut removed = 0;
     let mut remaining = 0;
     let Some(ps) = v.get_mut("personalizations").and_then(Value::as_array_mut) else {

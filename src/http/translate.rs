@@ -146,6 +146,25 @@ pub(crate) struct Req<'a> {
     pub route: &'a Route,
 }
 
+impl<'a> Req<'a> {
+    /// The body parsed as JSON into `T`, borrowing from it; `what` names the body in errors.
+    ///
+    /// JSON is UTF-8 (RFC 8259 §8.1), so the whole body is checked once, with SIMD, and then
+    /// parsed as text: the parser no longer checks every string it borrows. Invalid UTF-8 could
+    /// only stand inside a JSON string, so this refuses exactly the bodies the parser would.
+    pub(crate) fn json<T: serde::Deserialize<'a>>(&self, what: &str) -> Result<T, Reject> {
+        let body: &'a [u8] = self.body;
+        let text = simdutf8::compat::from_utf8(body).map_err(|e| {
+            Reject::Malformed(format!(
+                "invalid {what} body: not UTF-8 (invalid bytes at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
+        serde_json::from_str(text)
+            .map_err(|e| Reject::Malformed(format!("invalid {what} body: {e}")))
+    }
+}
+
 /// The body (and headers) after suppressed recipients were removed.
 #[derive(Debug)]
 pub(crate) struct Stripped {
@@ -335,6 +354,48 @@ pub(crate) fn first_field<'f>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn json_of(body: &[u8]) -> Result<serde_json::Value, Reject> {
+        let route = test_route(Dialect::Sendgrid);
+        let (headers, body) = (HeaderMap::new(), Bytes::copy_from_slice(body));
+        let req = Req {
+            path: "/v3/mail/send",
+            headers: &headers,
+            body: &body,
+            route: &route,
+        };
+        req.json("mail/send")
+    }
+
+    #[test]
+    fn a_json_body_that_is_not_utf8_is_malformed_and_says_where() {
+        let Err(Reject::Malformed(m)) = json_of(b"{\"subject\":\"caf\xe9\"}") else {
+            panic!("invalid UTF-8 must be refused");
+        };
+        assert_eq!(
+            m,
+            "invalid mail/send body: not UTF-8 (invalid bytes at offset 15)"
+        );
+        assert!(json_of("{\"subject\":\"caf\u{e9}\"}".as_bytes()).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Checking UTF-8 first and parsing text accepts exactly what parsing the bytes does.
+        #[test]
+        fn json_bodies_are_accepted_as_the_parser_alone_would(
+            body in proptest::collection::vec(
+                proptest::sample::select(b"{}[]\":,\\ab1 \xc3\xa9\xe9\xff".to_vec()),
+                0..40,
+            ),
+        ) {
+            let alone = serde_json::from_slice::<serde_json::Value>(&body);
+            let ours = json_of(&body);
+            proptest::prop_assert_eq!(alone.is_ok(), ours.is_ok());
+            if let (Ok(a), Ok(o)) = (alone, ours) {
+                proptest::prop_assert_eq!(a, o);
+            }
+        }
+    }
 
     #[test]
     fn renders_the_message_the_service_would_send() {
