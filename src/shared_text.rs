@@ -13,6 +13,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The memo's keys are hashes and addresses already: a fast hasher is enough.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Decoded bytes a thread keeps before it starts over: dozens of templates, and a bound per
 /// thread that parses requests (the proxy's workers, or an embedder's runtime threads).
 const MEMO_BYTES: usize = 4 * 1024 * 1024;
@@ -43,9 +46,9 @@ pub(crate) fn key_of(text: &str) -> Option<u128> {
 
 #[derive(Default)]
 struct Memo {
-    texts: HashMap<u128, Arc<str>>,
+    texts: Map<u128, Arc<str>>,
     /// Address of each text in `texts` → its length and key.
-    by_address: HashMap<usize, (usize, u128)>,
+    by_address: Map<usize, (usize, u128)>,
     bytes: usize,
 }
 

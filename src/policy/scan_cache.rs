@@ -18,9 +18,12 @@ const MIN_LEN: usize = 1024;
 const SHARD_CAP: usize = 256;
 const SHARDS: usize = 16;
 
+/// Findings by body hash. The keys are 128-bit hashes already: a fast hasher is enough.
+type Shard = HashMap<u128, Arc<[Finding]>, foldhash::fast::RandomState>;
+
 /// A small sharded map from body hash to findings.
 pub(crate) struct ScanCache {
-    shards: Vec<Mutex<HashMap<u128, Arc<[Finding]>>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl std::fmt::Debug for ScanCache {
@@ -32,7 +35,7 @@ impl std::fmt::Debug for ScanCache {
 impl Default for ScanCache {
     fn default() -> Self {
         ScanCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 }
